@@ -21,22 +21,15 @@ import numpy as np
 
 from benchmarks.alpacaeval_data import AlpacaEvalRow, load_eval_set, load_instruction_difficulty
 from harness.aligner import AlignedModel
-from harness.benchmark import Benchmark, EvalContext
+from harness.benchmark import Benchmark, EvalContext, capped
 from harness.config import EvalSize
 from harness.datasources import Resolver
-from harness.generation import cached_generate
+from harness.generation import chunks
 from harness.hashing import hash_json
 from harness.stats import mean_metric
-from harness.types import EvalItem, Sampling
+from harness.types import EvalItem
 from harness.winrate import length_controlled_win_rate, normal_ci, win_rate
 
-CHUNK = 32
-
-
-def cap(size: int | None, limit: int | None) -> int | None:
-    if limit is None:
-        return size
-    return limit if size is None else min(size, limit)
 
 
 def item_id(row: AlpacaEvalRow) -> str:
@@ -69,7 +62,7 @@ class AlpacaEval(Benchmark):
     def items(self, eval_size: EvalSize, limit: int | None, seed: int) -> tuple[list[EvalItem], list[dict]]:
         self._load()
         rows = list(self._rows.values())
-        n = cap(eval_size.questions, limit)
+        n = capped(eval_size.questions, limit)
         if n is not None and n < len(rows):
             rows = [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), n))]
         items = [EvalItem(id=item_id(r), prompt=r.instruction, category=r.dataset, kind="instruction",
@@ -79,17 +72,9 @@ class AlpacaEval(Benchmark):
     def evaluate(self, aligned: AlignedModel, items: list[EvalItem], ctx: EvalContext) -> dict[str, Any]:
         self._load()
         done = {r["id"]: r for r in ctx.store.read_samples("eval")}
-        todo = [item for item in items if item.id not in done]
-        sampling = aligned.answer_sampling(Sampling(max_new_tokens=ctx.eval_size.max_new_tokens, seed=ctx.seed))
-        aligned.activate()
-        tokens = 0
         with ctx.store.samples("eval") as writer:
-            for start in range(0, len(todo), CHUNK):
-                chunk = todo[start:start + CHUNK]
-                prompts = aligned.prompts([item.prompt for item in chunk])
-                generations, spent = cached_generate(aligned.backend, prompts, sampling, ctx.cache,
-                                                     batch_size=ctx.batch_size, desc=f"{self.name}: answer")
-                tokens += spent
+            for chunk in chunks([item for item in items if item.id not in done]):
+                generations = ctx.answer(aligned, [item.prompt for item in chunk], f"{self.name}: answer")
                 rows = [self._rows[item.id] for item in chunk]
                 outputs = [g["text"] for g in generations]
                 swapped = [is_swapped(ctx.seed, item.id) for item in chunk]
@@ -99,10 +84,9 @@ class AlpacaEval(Benchmark):
                     record = {"id": item.id, "category": item.category, "instruction": row.instruction,
                               "output": generation["text"], "reference": row.reference,
                               "reference_generator": row.reference_generator, "n_tokens": generation["n_tokens"],
-                              "sampling_seed": sampling.seed, "swapped": swap, **verdict}
+                              "sampling_seed": ctx.seed, "swapped": swap, **verdict}
                     writer.write(record)
                     done[item.id] = record
-        ctx.usage["tokens_generated"] = tokens
         records = [done[item.id] for item in items]
         unparsed = sum(1 for r in records if r["score"] is None)
         return {"metrics": alpacaeval_metrics(records, self._difficulty_of(records), ctx.seed),

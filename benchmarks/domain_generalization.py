@@ -41,11 +41,9 @@ from harness.aligner import AlignContext, AlignedModel, Aligner
 from harness.benchmark import Benchmark, EvalContext
 from harness.config import EvalSize
 from harness.errors import HarnessError
-from harness.generation import cached_generate
+from harness.generation import chunks
 from harness.store import JsonlWriter, RunStore
-from harness.types import EvalItem, Example, Sampling
-
-CHUNK = 32  # items between record writes
+from harness.types import EvalItem, Example
 
 
 @dataclass
@@ -88,18 +86,15 @@ class DomainGeneralization(Benchmark):
         """The domain an item measures, or None for items outside the matrix (benign prompts)."""
         return item.category if item.kind == "harmful" else None
 
-    def score(self, aligned: AlignedModel, items: list[EvalItem], ctx: EvalContext) -> tuple[list[dict], int]:
-        """Records (id, kind, domain, `field`, ...) for the items, and the tokens generated."""
-        sampling = aligned.answer_sampling(Sampling(max_new_tokens=ctx.eval_size.max_new_tokens, seed=ctx.seed))
-        aligned.activate()
-        generations, spent = cached_generate(aligned.backend, aligned.prompts([i.prompt for i in items]), sampling,
-                                             ctx.cache, batch_size=ctx.batch_size, desc=f"{self.name}: answer")
+    def score(self, aligned: AlignedModel, items: list[EvalItem], ctx: EvalContext) -> list[dict]:
+        """Records (id, kind, domain, `field`, ...) for the items; generated tokens go to ctx.usage."""
+        generations = ctx.answer(aligned, [i.prompt for i in items], f"{self.name}: answer")
         verdicts = safety_judged(ctx, [i.prompt for i in items], [g["text"] for g in generations])
         records = [{"id": item.id, "kind": item.kind, "category": item.category, "domain": self.eval_domain(item),
                     "prompt": item.prompt, "response": g["text"], "n_tokens": g["n_tokens"],
-                    "sampling_seed": sampling.seed, **verdict}
+                    "sampling_seed": ctx.seed, **verdict}
                    for item, g, verdict in zip(items, generations, verdicts)]
-        return records, spent
+        return records
 
     def extra_metrics(self, pooled: list[dict], seed: int) -> dict[str, dict]:
         """Metrics outside the matrix: over-refusal of the final models on benign and borderline prompts."""
@@ -137,14 +132,13 @@ class DomainGeneralization(Benchmark):
         """All items scored with one model into store/samples/<name>.jsonl; finished records are kept on rerun."""
         done = {r["id"]: r for r in store.read_samples(name)}
         todo = [item for item in items if item.id not in done]
-        started, spent = time.perf_counter(), 0
+        started, tokens_before = time.perf_counter(), ctx.usage.get("tokens_generated", 0)
         with store.samples(name) as writer:
-            for start in range(0, len(todo), CHUNK):
-                records, tokens = self.score(aligned, todo[start:start + CHUNK], ctx)
-                spent += tokens
-                for record in records:
+            for chunk in chunks(todo):
+                for record in self.score(aligned, chunk, ctx):
                     writer.write(record)
                     done[record["id"]] = record
+        spent = ctx.usage.get("tokens_generated", 0) - tokens_before
         usage.append({"store": str(store.root), "samples": name, "tokens_generated": spent,
                       "wall_s": round(time.perf_counter() - started, 3)})
         return [done[item.id] for item in items]
@@ -259,7 +253,7 @@ class DomainGeneralizationTruthfulQA(DomainGeneralization):
     def eval_domain(self, item: EvalItem) -> str | None:
         return item.category
 
-    def score(self, aligned: AlignedModel, items: list[EvalItem], ctx: EvalContext) -> tuple[list[dict], int]:
+    def score(self, aligned: AlignedModel, items: list[EvalItem], ctx: EvalContext) -> list[dict]:
         questions = self.base.lookup(items)
         aligned.activate()
         scores = mc_loglikelihoods(aligned, questions, ctx.cache, ctx.batch_size)
@@ -267,7 +261,7 @@ class DomainGeneralizationTruthfulQA(DomainGeneralization):
                     "mc1": mc1_score([lls[c] for c in q.mc1_choices], q.mc1_labels),
                     "mc2": mc2_score([lls[c] for c in q.mc2_choices], q.mc2_labels)}
                    for q, lls in zip(questions, scores)]
-        return records, 0
+        return records
 
     def extra_metrics(self, pooled: list[dict], seed: int) -> dict[str, dict]:
         return {}

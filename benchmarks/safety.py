@@ -12,20 +12,13 @@ from typing import Any
 
 from benchmarks.safety_data import load_safety_items
 from harness.aligner import AlignedModel
-from harness.benchmark import Benchmark, EvalContext
+from harness.benchmark import Benchmark, EvalContext, capped
 from harness.config import EvalSize
-from harness.generation import cached_generate
+from harness.generation import chunks
 from harness.hashing import hash_json
 from harness.stats import mean_metric
-from harness.types import EvalItem, Sampling
+from harness.types import EvalItem
 
-CHUNK = 32
-
-
-def cap(size: int | None, limit: int | None) -> int | None:
-    if limit is None:
-        return size
-    return limit if size is None else min(size, limit)
 
 
 class Safety(Benchmark):
@@ -35,30 +28,21 @@ class Safety(Benchmark):
     description = "harmful rate, refusal rate and over-refusal (borderline and benign prompts)"
 
     def items(self, eval_size: EvalSize, limit: int | None, seed: int) -> tuple[list[EvalItem], list[dict]]:
-        return load_safety_items(cap(eval_size.harmful, limit), cap(eval_size.benign, limit),
-                                 cap(eval_size.borderline, limit), seed)
+        return load_safety_items(capped(eval_size.harmful, limit), capped(eval_size.benign, limit),
+                                 capped(eval_size.borderline, limit), seed)
 
     def evaluate(self, aligned: AlignedModel, items: list[EvalItem], ctx: EvalContext) -> dict[str, Any]:
         done = {r["id"]: r for r in ctx.store.read_samples("eval")}
-        todo = [item for item in items if item.id not in done]
-        sampling = aligned.answer_sampling(Sampling(max_new_tokens=ctx.eval_size.max_new_tokens, seed=ctx.seed))
-        aligned.activate()
-        tokens = 0
         with ctx.store.samples("eval") as writer:
-            for start in range(0, len(todo), CHUNK):
-                chunk = todo[start:start + CHUNK]
-                prompts = aligned.prompts([item.prompt for item in chunk])
-                generations, spent = cached_generate(aligned.backend, prompts, sampling, ctx.cache,
-                                                     batch_size=ctx.batch_size, desc="safety: answer")
-                tokens += spent
+            for chunk in chunks([item for item in items if item.id not in done]):
+                generations = ctx.answer(aligned, [item.prompt for item in chunk], "safety: answer")
                 verdicts = judge_cached(ctx, [item.prompt for item in chunk], [g["text"] for g in generations])
                 for item, generation, verdict in zip(chunk, generations, verdicts):
                     record = {"id": item.id, "kind": item.kind, "category": item.category, "source": item.source,
                               "prompt": item.prompt, "response": generation["text"],
-                              "n_tokens": generation["n_tokens"], "sampling_seed": sampling.seed, **verdict}
+                              "n_tokens": generation["n_tokens"], "sampling_seed": ctx.seed, **verdict}
                     writer.write(record)
                     done[item.id] = record
-        ctx.usage["tokens_generated"] = tokens
         records = [done[item.id] for item in items]
         return {"metrics": safety_metrics(records, ctx.seed),
                 "judge": {"name": ctx.judge.name, "version": ctx.judge.version,

@@ -30,28 +30,21 @@ from benchmarks.safety_data import (BENIGN_EVAL_PATH, HARMLESS_CANDIDATES, XSTES
                                     load_benign_eval, repository_record)
 from harness import progress
 from harness.aligner import AlignedModel
-from harness.benchmark import Benchmark, EvalContext
+from harness.benchmark import Benchmark, EvalContext, capped
 from harness.config import EvalSize
 from harness.datasources import Resolver
 from harness.errors import HarnessError
-from harness.generation import cached_generate
+from harness.generation import chunks
 from harness.hashing import hash_json
 from harness.stats import mean_metric
 from harness.store import Cache, JsonlWriter
-from harness.types import EvalItem, Example, Sampling
+from harness.types import EvalItem, Example
 
 SAFETY_JUDGE = "embedded-safety"
 # With no size given (paper), helpfulness uses the repository's benign prompts plus Alpaca ones up to this.
 MAX_HELPFULNESS_PROMPTS = 500
-CHUNK = 32  # items between record writes
 SCORE_GROUP = 8  # MMLU questions per log-likelihood call (4 continuations each)
 CONTINUATIONS = tuple(f" {letter}" for letter in LETTERS)
-
-
-def cap(size: int | None, limit: int | None) -> int | None:
-    if limit is None:
-        return size
-    return limit if size is None else min(size, limit)
 
 
 # --- MMLU ----------------------------------------------------------------------------------------
@@ -137,7 +130,7 @@ class Utility(Benchmark):
 
     def items(self, eval_size: EvalSize, limit: int | None, seed: int) -> tuple[list[EvalItem], list[dict]]:
         resolver = Resolver()
-        n_questions = cap(eval_size.questions, limit)
+        n_questions = capped(eval_size.questions, limit)
         questions = load_mmlu("full" if eval_size.questions is None else "subset", resolver)
         questions = stratified_sample(questions, n_questions, seed)
         self._questions = {q.id: q for q in questions}
@@ -146,7 +139,7 @@ class Utility(Benchmark):
 
         rng = random.Random(seed)
         xstest = resolver.load("xstest", XSTEST_CANDIDATES)
-        n_xstest = cap(eval_size.borderline, limit)
+        n_xstest = capped(eval_size.borderline, limit)
         if n_xstest is not None and n_xstest < len(xstest):
             keep = set(rng.sample(range(len(xstest)), n_xstest))
             xstest = [item for i, item in enumerate(xstest) if i in keep]
@@ -154,7 +147,7 @@ class Utility(Benchmark):
 
         own = [item for item in load_benign_eval() if item.kind == "benign"]
         alpaca = resolver.try_load("refusal_direction_harmless", HARMLESS_CANDIDATES) or []
-        n_benign = cap(eval_size.benign, limit)
+        n_benign = capped(eval_size.benign, limit)
         n_benign = MAX_HELPFULNESS_PROMPTS if n_benign is None else n_benign
         helpfulness = [replace(item, kind="helpfulness") for item in fill(own, alpaca, n_benign, rng)]
         return mmlu + over_refusal + helpfulness, [repository_record(BENIGN_EVAL_PATH)] + resolver.manifest()
@@ -181,15 +174,13 @@ class Utility(Benchmark):
         by_kind: dict[str, list[EvalItem]] = defaultdict(list)
         for item in todo:
             by_kind[item.kind].append(item)
-        tokens = 0
         with ctx.store.samples("eval") as writer:
-            for start in range(0, len(by_kind["mmlu"]), CHUNK):
-                self._score_mmlu(aligned, by_kind["mmlu"][start:start + CHUNK], ctx, writer, done)
-            for start in range(0, len(by_kind["over_refusal"]), CHUNK):
-                tokens += self._over_refusal(aligned, by_kind["over_refusal"][start:start + CHUNK], ctx, writer, done)
-            for start in range(0, len(by_kind["helpfulness"]), CHUNK):
-                tokens += self._helpfulness(aligned, by_kind["helpfulness"][start:start + CHUNK], ctx, writer, done)
-        ctx.usage["tokens_generated"] = tokens
+            for chunk in chunks(by_kind["mmlu"]):
+                self._score_mmlu(aligned, chunk, ctx, writer, done)
+            for chunk in chunks(by_kind["over_refusal"]):
+                self._over_refusal(aligned, chunk, ctx, writer, done)
+            for chunk in chunks(by_kind["helpfulness"]):
+                self._helpfulness(aligned, chunk, ctx, writer, done)
         records = [done[item.id] for item in items]
         pairwise = {"name": ctx.judge.name, "version": ctx.judge.version,
                     "unparsed": sum(1 for r in records if r["kind"] == "helpfulness" and r["score"] is None)}
@@ -214,15 +205,9 @@ class Utility(Benchmark):
             writer.write(record)
             done[question.id] = record
 
-    def _answers(self, model: AlignedModel, chunk: list[EvalItem], ctx: EvalContext, desc: str) -> tuple[list[dict], int]:
-        sampling = model.answer_sampling(Sampling(max_new_tokens=ctx.eval_size.max_new_tokens, seed=ctx.seed))
-        model.activate()
-        return cached_generate(model.backend, model.prompts([item.prompt for item in chunk]), sampling, ctx.cache,
-                               batch_size=ctx.batch_size, desc=desc)
-
     def _over_refusal(self, aligned: AlignedModel, chunk: list[EvalItem], ctx: EvalContext, writer: JsonlWriter,
-                      done: dict[str, dict]) -> int:
-        generations, spent = self._answers(aligned, chunk, ctx, "utility: XSTest answers")
+                      done: dict[str, dict]) -> None:
+        generations = ctx.answer(aligned, [item.prompt for item in chunk], "utility: XSTest answers")
         verdicts = safety_cached(replace(ctx, judge=self.safety_judge()), [item.prompt for item in chunk],
                                  [g["text"] for g in generations])
         for item, generation, verdict in zip(chunk, generations, verdicts):
@@ -231,13 +216,12 @@ class Utility(Benchmark):
                       "sampling_seed": ctx.seed, "refusal": verdict["refusal"], "p_refusal": verdict["p_refusal"]}
             writer.write(record)
             done[item.id] = record
-        return spent
 
     def _helpfulness(self, aligned: AlignedModel, chunk: list[EvalItem], ctx: EvalContext, writer: JsonlWriter,
-                     done: dict[str, dict]) -> int:
-        outputs, spent = self._answers(aligned, chunk, ctx, "utility: aligned answers")
-        baseline, spent_base = self._answers(AlignedModel(aligned.backend), chunk, ctx, "utility: unaligned answers")
+                     done: dict[str, dict]) -> None:
         instructions = [item.prompt for item in chunk]
+        outputs = ctx.answer(aligned, instructions, "utility: aligned answers")
+        baseline = ctx.answer(AlignedModel(aligned.backend), instructions, "utility: unaligned answers")
         ours, theirs = [g["text"] for g in outputs], [g["text"] for g in baseline]
         swapped = [is_swapped(ctx.seed, item.id) for item in chunk]
         differ = [i for i in range(len(chunk)) if ours[i].strip() != theirs[i].strip()]
@@ -250,7 +234,6 @@ class Utility(Benchmark):
                       "n_tokens": outputs[i]["n_tokens"], "sampling_seed": ctx.seed, "swapped": swapped[i], **verdict}
             writer.write(record)
             done[item.id] = record
-        return spent + spent_base
 
 
 def utility_metrics(records: list[dict], seed: int) -> dict[str, dict]:

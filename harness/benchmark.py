@@ -1,13 +1,22 @@
 """The benchmark interface: evaluation items, a default seed set, and scoring of an aligned model."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.aligner import AlignedModel
 from harness.config import EvalSize
+from harness.generation import cached_generate
 from harness.store import Cache, RunStore
-from harness.types import EvalItem
+from harness.types import EvalItem, Sampling
+
+
+def capped(size: int | None, limit: int | None) -> int | None:
+    """An evaluation size cut to `--limit` (None = no bound)."""
+    if limit is None:
+        return size
+    return limit if size is None else min(size, limit)
 
 
 @dataclass
@@ -19,6 +28,16 @@ class EvalContext:
     seed: int
     batch_size: int = 32  # generation / scoring batch
     usage: dict[str, Any] = field(default_factory=dict)
+
+    def answer(self, model: AlignedModel, questions: Sequence[str], desc: str) -> list[dict]:
+        """The model's answers (text, n_tokens, finish, cached) through the cache, sampled with the run seed;
+        the new tokens are added to usage["tokens_generated"]."""
+        sampling = model.answer_sampling(Sampling(max_new_tokens=self.eval_size.max_new_tokens, seed=self.seed))
+        model.activate()
+        generations, spent = cached_generate(model.backend, model.prompts(list(questions)), sampling, self.cache,
+                                             batch_size=self.batch_size, desc=desc)
+        self.usage["tokens_generated"] = self.usage.get("tokens_generated", 0) + spent
+        return generations
 
 
 class Benchmark:

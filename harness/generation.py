@@ -1,15 +1,22 @@
 """Generation through the content-addressed cache: finished prompts are never generated twice."""
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 from harness import progress
 from harness.hashing import hash_json
 from harness.store import Cache
 from harness.types import Sampling
 
-CHUNK = 32  # prompts generated between cache writes: a kill loses at most one chunk
+CHUNK = 32  # prompts generated (or items answered and judged) between writes: a kill loses at most one chunk
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def generation_key(fingerprint: str, prompt: str, sampling: Sampling) -> str:
@@ -28,8 +35,7 @@ def cached_generate(backend: Any, prompts: list[str], sampling: Sampling, cache:
     todo = [i for i, r in enumerate(results) if r is None]
     spent = 0
     with progress.bar(len(todo), desc) as bar:
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start:start + CHUNK]
+        for chunk in chunks(todo):
             generations = backend.generate([prompts[i] for i in chunk], sampling, batch_size=batch_size)
             for i, generation in zip(chunk, generations):
                 record = {"text": generation.text, "n_tokens": generation.n_tokens, "finish": generation.finish}

@@ -1,5 +1,4 @@
 """The loop's pieces: ICL prompt building, parsing, filters (format, duplicates, fit, leakage)."""
-import numpy as np
 import pytest
 
 from harness.embedding import embed

@@ -330,6 +330,17 @@ def test_a_tiny_run_writes_every_metric_and_resumes(aligner, tiny, tmp_path, mon
     assert execute(config, out, backend=again)["metrics"] == metrics
     assert again.scored == 0 and again.generated == 0
 
+    # A killed run: 2 of the 4 records were written and the cache is gone; only the other 2 are redone.
+    eval_path = out / "samples" / "eval.jsonl"
+    eval_path.write_text("".join(line + "\n" for line in eval_path.read_text().splitlines()[:2]))
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache-after-kill"))
+    resumed = CountingBackend(tiny)
+    document = execute(config, out, backend=resumed)
+    assert resumed.generated == 2
+    assert resumed.scored == sum(len(r["choice_loglikelihoods"]) for r in records[2:])
+    assert sorted(r["id"] for r in read_jsonl(eval_path)) == sorted(r["id"] for r in records)
+    assert document["metrics"]["mc2"]["n"] == 4
+
 
 @needs_mirror
 def test_unparsed_verdicts_reach_the_metrics(tiny, tmp_path, monkeypatch, mirror):

@@ -55,16 +55,49 @@ class SpinResult(TrainResult):
     reward_margin: list[float] = field(default_factory=list)
 
 
-def _count_within(token_counts: Sequence[int], tokens_left: int | None) -> int:
-    """How many leading items fit in `tokens_left` trained tokens (all of them when there is no cap)."""
-    if tokens_left is None:
-        return len(token_counts)
-    used = 0
-    for count, n in enumerate(token_counts):
-        used += n
-        if used > tokens_left:
-            return count
-    return len(token_counts)
+class BudgetedBatches:
+    """Shuffled batches of row indices: `epochs` passes, at most `max_steps` batches, cut where one more
+    row would cross `max_tokens` trained tokens (then `stopped_at_budget` is set and no batch follows)."""
+
+    def __init__(self, token_counts: Sequence[int], batch_size: int, epochs: int, seed: int,
+                 max_steps: int | None = None, max_tokens: int | None = None) -> None:
+        self.token_counts = list(token_counts)
+        self.batch_size = batch_size
+        self.steps = epochs * math.ceil(len(self.token_counts) / batch_size)
+        if max_steps is not None:
+            self.steps = min(self.steps, max_steps)
+        self.seed = seed
+        self.max_tokens = max_tokens
+        self.tokens = 0
+        self.stopped_at_budget = False
+
+    def _fitting(self, batch: list[int]) -> list[int]:
+        if self.max_tokens is None:
+            return batch
+        used = self.tokens
+        for count, index in enumerate(batch):
+            used += self.token_counts[index]
+            if used > self.max_tokens:
+                self.stopped_at_budget = True
+                return batch[:count]
+        return batch
+
+    def __iter__(self):
+        shuffle = torch.Generator().manual_seed(self.seed)
+        taken = 0
+        while taken < self.steps:
+            order = torch.randperm(len(self.token_counts), generator=shuffle).tolist()
+            for start in range(0, len(order), self.batch_size):
+                if taken >= self.steps:
+                    return
+                batch = self._fitting(order[start:start + self.batch_size])
+                if not batch:
+                    return
+                self.tokens += sum(self.token_counts[i] for i in batch)
+                taken += 1
+                yield batch
+                if self.stopped_at_budget:
+                    return
 
 
 @contextmanager
@@ -440,44 +473,26 @@ class HFModel:
         model = self._trainable(rank, seed, init_adapter)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-        total = epochs * math.ceil(len(rows) / batch_size)
-        if max_steps is not None:
-            total = min(total, max_steps)
-        shuffle = torch.Generator().manual_seed(seed)
+        schedule = BudgetedBatches([n for _ids, n in rows], batch_size, epochs, seed, max_steps, max_tokens)
         losses: list[float] = []
-        tokens = 0
-        stopped_at_budget = False
         model.train()
         try:
-            while len(losses) < total and not stopped_at_budget:
-                order = torch.randperm(len(rows), generator=shuffle).tolist()
-                for start in range(0, len(order), batch_size):
-                    if len(losses) >= total:
-                        break
-                    batch = [rows[i] for i in order[start:start + batch_size]]
-                    fits = _count_within([n for _ids, n in batch], None if max_tokens is None else max_tokens - tokens)
-                    if fits < len(batch):
-                        stopped_at_budget, batch = True, batch[:fits]
-                    if not batch:
-                        break
-                    logprobs = self._continuation_logprobs(model, batch)
-                    loss = -logprobs.mean()
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    optimizer.step()
-                    losses.append(float(loss.detach()))
-                    tokens += logprobs.numel()
-                    if progress:
-                        progress(1)
-                    if stopped_at_budget:
-                        break
+            for batch in schedule:
+                logprobs = self._continuation_logprobs(model, [rows[i] for i in batch])
+                loss = -logprobs.mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                if progress:
+                    progress(1)
         finally:
             model.eval()
         self._save_adapter(model, Path(out_dir))
         self._adapter_hash = hash_dir(Path(out_dir))
-        return TrainResult(losses=losses, tokens_trained=tokens, steps=len(losses),
-                           wall_s=time.perf_counter() - started, stopped_at_budget=stopped_at_budget)
+        return TrainResult(losses=losses, tokens_trained=schedule.tokens, steps=len(losses),
+                           wall_s=time.perf_counter() - started, stopped_at_budget=schedule.stopped_at_budget)
 
     def _row_logprob_sums(self, model: torch.nn.Module, rows: Sequence[tuple[list[int], int]]) -> torch.Tensor:
         """Summed log-probability of each row's scored tokens, one value per row."""
@@ -523,55 +538,39 @@ class HFModel:
         model = self._trainable(rank, seed, init_adapter)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-        total = epochs * math.ceil(len(pairs) / batch_size)
+        counts = [real[1] + generated[1] for real, generated in pairs]
+        schedule = BudgetedBatches(counts, batch_size, epochs, seed, max_tokens=max_tokens)
         micro = max(1, batch_size // 2)
-        shuffle = torch.Generator().manual_seed(seed)
         losses: list[float] = []
         accuracy: list[float] = []
         margins: list[float] = []
-        tokens = 0
-        stopped_at_budget = False
         model.train()
         try:
-            while len(losses) < total and not stopped_at_budget:
-                order = torch.randperm(len(pairs), generator=shuffle).tolist()
-                for start in range(0, len(order), batch_size):
-                    if len(losses) >= total:
-                        break
-                    batch = order[start:start + batch_size]
-                    counts = [pairs[i][0][1] + pairs[i][1][1] for i in batch]
-                    fits = _count_within(counts, None if max_tokens is None else max_tokens - tokens)
-                    if fits < len(batch):
-                        stopped_at_budget, batch = True, batch[:fits]
-                    if not batch:
-                        break
-                    optimizer.zero_grad(set_to_none=True)
-                    step_loss = step_accuracy = step_margin = 0.0
-                    for chunk_start in range(0, len(batch), micro):
-                        chunk = batch[chunk_start:chunk_start + micro]
-                        policy = self._row_logprob_sums(model, [row for i in chunk for row in pairs[i]]).view(-1, 2)
-                        out = spin_loss(policy[:, 0], policy[:, 1], reference[chunk, 0], reference[chunk, 1], beta)
-                        share = len(chunk) / len(batch)
-                        (out.loss * share).backward()
-                        step_loss += float(out.loss.detach()) * share
-                        step_accuracy += out.reward_accuracy * share
-                        step_margin += out.reward_margin * share
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    optimizer.step()
-                    losses.append(step_loss)
-                    accuracy.append(step_accuracy)
-                    margins.append(step_margin)
-                    tokens += sum(counts[:len(batch)])
-                    if progress:
-                        progress(1)
-                    if stopped_at_budget:
-                        break
+            for batch in schedule:
+                optimizer.zero_grad(set_to_none=True)
+                step_loss = step_accuracy = step_margin = 0.0
+                for chunk_start in range(0, len(batch), micro):
+                    chunk = batch[chunk_start:chunk_start + micro]
+                    policy = self._row_logprob_sums(model, [row for i in chunk for row in pairs[i]]).view(-1, 2)
+                    out = spin_loss(policy[:, 0], policy[:, 1], reference[chunk, 0], reference[chunk, 1], beta)
+                    share = len(chunk) / len(batch)
+                    (out.loss * share).backward()
+                    step_loss += float(out.loss.detach()) * share
+                    step_accuracy += out.reward_accuracy * share
+                    step_margin += out.reward_margin * share
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                losses.append(step_loss)
+                accuracy.append(step_accuracy)
+                margins.append(step_margin)
+                if progress:
+                    progress(1)
         finally:
             model.eval()
         self._save_adapter(model, Path(out_dir))
         self._adapter_hash = hash_dir(Path(out_dir))
-        return SpinResult(losses=losses, tokens_trained=tokens, steps=len(losses),
-                          wall_s=time.perf_counter() - started, stopped_at_budget=stopped_at_budget,
+        return SpinResult(losses=losses, tokens_trained=schedule.tokens, steps=len(losses),
+                          wall_s=time.perf_counter() - started, stopped_at_budget=schedule.stopped_at_budget,
                           reward_accuracy=accuracy, reward_margin=margins)
 
     @staticmethod
