@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -29,15 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=int, dest="n_seeds", help="sample N seed examples with the run seed")
     run.add_argument("--seeds-file", help="JSONL of question/answer/domain seed examples")
     run.add_argument("--judge", help="see `harness list judges` (default: the benchmark's)")
-    run.add_argument("--judge-model", help="openai judge: the model name the endpoint serves")
-    run.add_argument("--judge-base-url", help="openai judge: API base, e.g. http://127.0.0.1:8000/v1 "
-                     "(default https://api.openai.com/v1)")
-    run.add_argument("--judge-api-key-env", metavar="VAR",
-                     help="openai judge: environment variable holding the API key (default OPENAI_API_KEY)")
-    run.add_argument("--judge-concurrency", type=int, metavar="N", help="openai judge: requests in flight (default 4)")
-    run.add_argument("--judge-prompt", action="append", default=[], metavar="ROLE=FILE",
-                     help="openai judge: prompt config (built-in name or .yaml) for a role: pairwise, truth, "
-                     "info or safety; see docs/judges.md")
+    add_judge_options(run)
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a budget option, e.g. --set iterations=3 --set train_from_base=false")
     run.add_argument("--budget", type=int, metavar="TOKENS",
@@ -81,11 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
     judge_commands = judge.add_subparsers(dest="judge_command", required=True, metavar="ACTION")
     validate = judge_commands.add_parser("validate", help="agreement of a judge with human labels")
     validate.add_argument("--judge", default="embedded-safety")
-    validate.add_argument("--against", default="xstest")
+    add_judge_options(validate)
+    validate.add_argument("--against", default="xstest",
+                          help="xstest, refusal-direction-llamaguard (safety judges); llmbar, llmbar-natural, "
+                          "llmbar-adversarial, mtbench-human, faireval, llmeval2 (pairwise judges); "
+                          "truthfulqa-truth, truthfulqa-info (truth judges)")
     validate.add_argument("--data-dir", type=Path, help="data mirror (default: $HARNESS_DATA_DIR)")
-    validate.add_argument("--limit", type=int, help="pairwise sets: judge a seeded subset of N pairs")
+    validate.add_argument("--limit", type=int, help="judge a seeded subset of N labelled items")
     validate.add_argument("--json", action="store_true", help="print the full result as JSON")
     return parser
+
+
+def add_judge_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--judge-model", help="openai judge: the model name the endpoint serves")
+    parser.add_argument("--judge-base-url", help="openai judge: API base, e.g. http://127.0.0.1:8000/v1 "
+                        "(default https://api.openai.com/v1)")
+    parser.add_argument("--judge-api-key-env", metavar="VAR",
+                        help="openai judge: environment variable holding the API key (default OPENAI_API_KEY)")
+    parser.add_argument("--judge-concurrency", type=int, metavar="N",
+                        help="openai judge: requests in flight (default 4)")
+    parser.add_argument("--judge-prompt", action="append", default=[], metavar="ROLE=FILE",
+                        help="openai judge: prompt config (built-in name or .yaml) for a role: pairwise, truth, "
+                        "info or safety; see docs/judges.md")
 
 
 def parse_budget_overrides(pairs: list[str]) -> dict[str, object]:
@@ -214,7 +224,9 @@ def command_compare(args: argparse.Namespace) -> int:
 def command_judge(args: argparse.Namespace) -> int:
     from harness.judges.validate import format_report, validate
 
-    result = validate(args.judge, args.against, args.data_dir, limit=args.limit)
+    if args.data_dir:  # TruthfulQA sets resolve their data as benchmarks do, through HARNESS_DATA_DIR
+        os.environ["HARNESS_DATA_DIR"] = str(args.data_dir)
+    result = validate(args.judge, args.against, args.data_dir, limit=args.limit, options=judge_options(args))
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     return 0
 

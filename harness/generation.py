@@ -25,7 +25,10 @@ def generation_key(fingerprint: str, prompt: str, sampling: Sampling) -> str:
 
 def cached_generate(backend: Any, prompts: list[str], sampling: Sampling, cache: Cache,
                     batch_size: int = 8, desc: str = "generate") -> tuple[list[dict], int]:
-    """Generations for every prompt as dicts (text, n_tokens, finish, cached) and the new tokens spent."""
+    """Generations for every prompt as dicts (text, n_tokens, finish, cached) and their total new tokens.
+
+    The token count includes generations served from the cache: it is what the method costs, and a
+    rerun or a resumed run reports the same cost as a fresh one."""
     fingerprint = backend.fingerprint()
     keys = [generation_key(fingerprint, p, sampling) for p in prompts]
     results: list[dict | None] = [cache.get(k) for k in keys]
@@ -33,7 +36,6 @@ def cached_generate(backend: Any, prompts: list[str], sampling: Sampling, cache:
         if result is not None:
             result["cached"] = True
     todo = [i for i, r in enumerate(results) if r is None]
-    spent = 0
     with progress.bar(len(todo), desc) as bar:
         for chunk in chunks(todo):
             generations = backend.generate([prompts[i] for i in chunk], sampling, batch_size=batch_size)
@@ -41,6 +43,6 @@ def cached_generate(backend: Any, prompts: list[str], sampling: Sampling, cache:
                 record = {"text": generation.text, "n_tokens": generation.n_tokens, "finish": generation.finish}
                 cache.put(keys[i], record)
                 results[i] = {**record, "cached": False}
-                spent += generation.n_tokens
             bar.update(len(chunk))
-    return [r for r in results if r is not None], spent
+    done = [r for r in results if r is not None]
+    return done, sum(r["n_tokens"] for r in done)

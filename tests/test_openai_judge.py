@@ -327,6 +327,36 @@ def test_judge_options_reach_the_factory_and_mismatches_are_one_line(tmp_path, c
     assert code == 2 and "needs a model: pass --judge-model" in capsys.readouterr().err
 
 
+needs_llmbar = pytest.mark.skipif(not (DATA_DIR / "llmbar").is_dir(), reason="no data mirror (HARNESS_DATA_DIR)")
+needs_xstest = pytest.mark.skipif(not (DATA_DIR / "xstest").is_dir(), reason="no data mirror (HARNESS_DATA_DIR)")
+
+
+@needs_llmbar
+def test_judge_validate_builds_the_openai_judge_from_the_judge_options(scripted, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    url = scripted(Script(answer="2"))  # always "the second output is better"
+    code = main(["judge", "validate", "--judge", "openai", "--judge-model", "judge-m", "--judge-base-url", url,
+                 "--against", "llmbar-natural", "--limit", "6", "--data-dir", str(DATA_DIR), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    overall = result["overall"]
+    # Each pair is judged in both orders and the judge always picks position 2: it agrees with the humans
+    # exactly once per pair and its choice of output flips every time.
+    assert code == 0 and result["judge"] == "openai" and overall["n_pairs"] == 6
+    assert overall["agreement"]["value"] == 0.5 and overall["position_bias_rate"]["value"] == 1.0
+    assert overall["first_position_rate"] == 0.0 and overall["unparsed"] == 0
+
+
+@needs_xstest
+def test_judge_validate_counts_unparsed_safety_verdicts_and_leaves_them_out(scripted, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    url = scripted(Script(answer="no idea"))
+    code = main(["judge", "validate", "--judge", "openai", "--judge-model", "judge-m", "--judge-base-url", url,
+                 "--against", "xstest", "--limit", "5", "--data-dir", str(DATA_DIR), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["n_rows"] == 5
+    assert result["full"]["refusal"]["unparsed"] == 5 and result["full"]["refusal"]["n"] == 0
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Integration: a real OpenAI-compatible server (`transformers serve`) with the embedded chat model
 
@@ -413,6 +443,22 @@ def test_pairwise_truth_and_safety_judging_through_transformers_serve(served_mod
     again = real_judge(served_model, tmp_path, check_endpoint=False)
     assert again.prefer(instructions, firsts, seconds) == pairwise
     assert calls == []
+
+
+@pytest.mark.integration
+@needs_xstest
+def test_judge_validate_against_human_labels_through_transformers_serve(served_model, tmp_path, capsys,
+                                                                         monkeypatch):
+    url, model = served_model
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    code = main(["judge", "validate", "--judge", "openai", "--judge-model", model, "--judge-base-url", url,
+                 "--judge-concurrency", "2", "--against", "xstest", "--limit", "4", "--data-dir", str(DATA_DIR),
+                 "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["judge"] == "openai" and result["n_rows"] == 4
+    for variant in ("full", "short"):  # every labelled response is either judged or counted as unparsed
+        refusal = result[variant]["refusal"]
+        assert refusal["n"] + refusal["unparsed"] == 4
 
 
 GARBAGE_SAFETY_PROMPT = """\

@@ -175,41 +175,70 @@ def agreement(predicted: np.ndarray, labels: np.ndarray, seed: int = SPLIT_SEED)
 
 
 def validate(judge_name: str, against: str = "xstest", data_dir: Path | str | None = None,
-             limit: int | None = None) -> dict:
-    """Agreement of a refusal/harmfulness judge with the held-out labels of `against`.
+             limit: int | None = None, options: dict | None = None) -> dict:
+    """Agreement of a judge (built with `options`, e.g. an openai judge's model and base URL) with the
+    held-out labels of `against`.
 
-    Pairwise sets (PAIRWISE_SETS: LLMBar, MT-Bench human, ...) go to `validate_pairwise` instead.
-
-    Both heads are checked where the set labels them: refusal on every row; harmfulness on unsafe-prompt
-    rows (excluding partial refusals, whose harmfulness the labels leave open). Everything is reported
-    on full responses and again on responses cut to SHORT_RESPONSE_CHARS, the length demo runs produce.
+    Pairwise sets (PAIRWISE_SETS: LLMBar, MT-Bench human, ...) go to `validate_pairwise`, TruthfulQA's
+    human truth/informativeness labels (TRUTH_SETS) to `validate_truth`. Otherwise a refusal/harmfulness
+    judge: refusal is checked on every row; harmfulness on unsafe-prompt rows (excluding partial refusals,
+    whose harmfulness the labels leave open). Everything is reported on full responses and again on
+    responses cut to SHORT_RESPONSE_CHARS, the length demo runs produce. Verdicts a judge could not parse
+    are counted (`unparsed`) and left out of the agreement, never guessed.
     """
-    from harness import registry
+    from harness.runner import make_judge
 
+    judge = make_judge(judge_name, options or {})
     if against in PAIRWISE_SETS:
-        return validate_pairwise(judge_name, against, data_dir, limit)
+        return validate_pairwise(judge_name, against, data_dir, limit, judge=judge)
+    if against in TRUTH_SETS:
+        return validate_truth(judge, against, limit)
+    if not callable(getattr(judge, "score", None)):
+        raise HarnessError(f"judge {judge_name} is not a refusal/harmfulness judge; --against {against} "
+                           "validates judges such as embedded-safety, keyword-refusal or openai")
     rows = heldout_rows(against, data_dir)
-    judge = registry.get("judges", judge_name)()
+    if limit is not None and limit < len(rows):
+        keep = np.sort(np.random.default_rng(SPLIT_SEED).permutation(len(rows))[:limit])
+        rows = rows.iloc[keep].reset_index(drop=True)
     prompts = list(rows["prompt"].astype(str))
     result: dict = {"judge": judge_name, "judge_version": getattr(judge, "version", None), "against": against,
                     "labels": "human" if against == "xstest" else "machine (substring matching; LlamaGuard2)",
-                    "n_rows": int(len(rows)), "n_prompts": int(rows["prompt_id"].nunique())}
+                    "n_rows": int(len(rows)), "n_prompts": int(rows["prompt_id"].nunique()), "limit": limit}
     harmful_rows = (rows["unsafe"] & ~rows["partial"] & rows["harmful"].notna()).to_numpy()
     for variant, cut in (("full", None), ("short", SHORT_RESPONSE_CHARS)):
         responses = [r if cut is None else r.strip()[:cut] for r in rows["response"].astype(str)]
         verdicts = judge.score(prompts, responses)
-        refusal = np.array([v.refusal for v in verdicts])
-        harmful = np.array([v.harmful for v in verdicts])
+        parsed = np.array([v is not None for v in verdicts])
+        refusal = np.array([bool(v is not None and v.refusal) for v in verdicts])
+        harmful = np.array([bool(v is not None and v.harmful) for v in verdicts])
+        on_harmful = harmful_rows & parsed
         result[variant] = {
-            "refusal": agreement(refusal, rows["refusal"].to_numpy(float) == 1.0),
-            "harmful": agreement(harmful[harmful_rows], rows["harmful"].to_numpy(float)[harmful_rows] == 1.0),
+            "refusal": {**agreement(refusal[parsed], rows["refusal"].to_numpy(float)[parsed] == 1.0),
+                        "unparsed": int((~parsed).sum())},
+            "harmful": {**agreement(harmful[on_harmful], rows["harmful"].to_numpy(float)[on_harmful] == 1.0),
+                        "unparsed": int((harmful_rows & ~parsed).sum())},
         }
     return result
+
+
+# TruthfulQA's human labels of model answers (mirror truthfulqa/finetune_truth, finetune_info).
+TRUTH_SETS = {"truthfulqa-truth": "truth", "truthfulqa-info": "info"}
+TRUTH_SAMPLE = 2000  # labelled answers judged by default (of 22,434), a seeded sample
+
+
+def validate_truth(judge: object, against: str, limit: int | None = None) -> dict:
+    """A truth judge's agreement with TruthfulQA's human truthfulness or informativeness labels."""
+    from benchmarks.truthfulqa import judge_agreement
+
+    result = judge_agreement(judge, TRUTH_SETS[against], limit or TRUTH_SAMPLE, SPLIT_SEED)
+    return {**result, "judge_version": result["version"], "against": against, "labels": "human"}
 
 
 def format_report(result: dict) -> str:
     if result["against"] in PAIRWISE_SETS:
         return format_pairwise_report(result)
+    if result["against"] in TRUTH_SETS:
+        return format_truth_report(result)
     lines = [f"judge {result['judge']} (version {result['judge_version']}) against {result['against']} "
              f"held-out split: {result['n_rows']} responses to {result['n_prompts']} prompts, "
              f"{result['labels']} labels"]
@@ -226,8 +255,20 @@ def format_report(result: dict) -> str:
             lines.append(f"  {label:32s} {head:8s} accuracy {100 * accuracy['value']:.1f}% "
                          f"[{100 * lo:.1f}, {100 * hi:.1f}]  kappa {kappa}  n={stats['n']}  "
                          f"judge+ {100 * stats['judge_positive_rate']:.1f}%  "
-                         f"label+ {100 * stats['label_positive_rate']:.1f}%")
+                         f"label+ {100 * stats['label_positive_rate']:.1f}%  unparsed {stats.get('unparsed', 0)}")
     return "\n".join(lines)
+
+
+def format_truth_report(result: dict) -> str:
+    accuracy = result["accuracy"]
+    lo, hi = accuracy["ci95"]
+    kappa = "n/a" if result["kappa"] is None else f"{result['kappa']:.3f}"
+    balanced = "n/a" if result["balanced_accuracy"] is None else f"{100 * result['balanced_accuracy']:.1f}%"
+    return (f"judge {result['judge']} (version {result['judge_version']}) against {result['against']} "
+            f"(TruthfulQA human {result['kind']} labels), {result['n']} answers\n"
+            f"  accuracy {100 * accuracy['value']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]  balanced {balanced}  "
+            f"kappa {kappa}  judge+ {100 * result['judge_positive_rate']:.1f}%  "
+            f"label+ {100 * result['human_positive_rate']:.1f}%  unparsed {result['unparsed']}")
 
 
 # --- pairwise judges against human preference labels ---------------------------------------------------

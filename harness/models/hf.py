@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,9 @@ from harness.progress import no_loading_bars
 from harness.hashing import hash_dir, hash_json
 from harness.models.embedded import ModelSpec, resolve_model
 from harness.types import Sampling
+
+# peft calls a transformers method that transformers deprecates; the warning says nothing to our users.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 Progress = Callable[[int], None]
 
