@@ -21,6 +21,7 @@ class SeedRetriever:
 class IclOnly(Aligner):
     name = "icl-only"
     description = "retrieve k nearest seeds per question as in-context examples; no training"
+    options = ("k",)
 
     def align(self, ctx: AlignContext) -> AlignedModel:
         k = int(ctx.options.get("k", ctx.budget.icl_k))

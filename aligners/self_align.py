@@ -124,12 +124,10 @@ class StageResult:
 
 class SelfAlign(Aligner):
     name = "self-align"
+    options = OPTIONS
     description = "principle-driven self-alignment: topic-guided prompts, principled answers, LoRA engraving"
 
     def align(self, ctx: AlignContext) -> AlignedModel:
-        unknown = sorted(set(ctx.options) - set(OPTIONS))
-        if unknown:
-            raise HarnessError(f"self-align does not take option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
         principles = load_principles(ctx.options.get("principles_file"))
         root = ctx.artifacts(STAGE)
         used = root / "principles.yaml"

@@ -37,12 +37,10 @@ def spin_triples(backend: Any, records: list[dict]) -> list[tuple[str, str, str]
 
 class Spin(Aligner):
     name = "spin"
+    options = OPTIONS
     description = "self-play fine-tuning: the seed answers against the previous iterate's own answers"
 
     def align(self, ctx: AlignContext) -> AlignedModel:
-        unknown = sorted(set(ctx.options) - set(OPTIONS))
-        if unknown:
-            raise HarnessError(f"spin does not take option(s) {', '.join(unknown)}; known: {', '.join(OPTIONS)}")
         beta = float(ctx.options.get("beta", DEFAULT_BETA))
         if beta <= 0:
             raise HarnessError(f"spin: beta must be positive, got {beta}")

@@ -7,6 +7,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from harness.errors import HarnessError
 from harness.hashing import hash_dir, hash_json
 from harness.store import Cache, RunStore
 from harness.types import Budget, Example, Sampling
@@ -71,13 +72,21 @@ class AlignContext:
 
 
 class Aligner:
-    """Subclasses set `name` and implement `align`."""
+    """Subclasses set `name` and implement `align`; `options` names the `--option` keys they read."""
 
     name = "base"
     description = ""
+    options: tuple[str, ...] = ()
 
     def align(self, ctx: AlignContext) -> AlignedModel:
         raise NotImplementedError
+
+
+def check_options(aligner: Aligner, given: dict[str, Any]) -> None:
+    unknown = sorted(set(given) - set(aligner.options))
+    if unknown:
+        known = f"known: {', '.join(aligner.options)}" if aligner.options else "it takes none"
+        raise HarnessError(f"aligner {aligner.name} does not take option(s) {', '.join(unknown)}; {known}")
 
 
 def adapter_hash(path: Path | None) -> str | None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from harness import progress, registry
@@ -235,8 +237,14 @@ COMMANDS = {"run": command_run, "list": command_list, "demo": command_demo, "jud
             "report": command_report, "compare": command_compare}
 
 
+def interrupt_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # a terminated run records its partial stages as Ctrl-C does, then exits
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt_on_sigterm)
     progress.set_quiet(getattr(args, "quiet", False))
     try:
         for path in args.include:

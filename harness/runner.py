@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from harness import progress, registry
-from harness.aligner import AlignContext, seeds_hash
+from harness.aligner import AlignContext, check_options, seeds_hash
 from harness.benchmark import EvalContext
 from harness.config import RunConfig, get_preset
 from harness.embedding import EMBEDDER_NAME, embed
@@ -89,6 +89,7 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
     started = time.perf_counter()
     preset = get_preset(config.preset)
     aligner = registry.get("aligners", config.aligner)()
+    check_options(aligner, config.aligner_options)
     benchmark = registry.get("benchmarks", config.benchmark)()
     judge = make_judge(config.judge, config.judge_options)  # before any work: a bad endpoint fails fast
     items, sources = benchmark.items(preset.eval_size, config.limit, config.seed)
@@ -109,15 +110,16 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
     if backend is None:
         with store.stage("load_model"):
             backend = load_model(config.backend, config.model)
-    store.update_manifest(
-        status="running", config=config.to_dict(), preset=preset.name, versions=package_versions(),
-        hardware=hardware(), data_sources=sources, embedder=EMBEDDER_NAME,
-        model={"name": config.model, "source": backend.spec.source, "sha256": backend.spec.sha256,
-               "prompt_format": backend.spec.prompt_format},
-        hashes={"seeds_file": config.seeds_sha256, "seeds": seeds_hash(seeds), "seeds_path": str(seeds_path.name),
-                "eval_items": items_hash},
-        n_seeds=len(seeds), n_eval_items=len(items),
-    )
+    if not store.replay:
+        store.update_manifest(
+            status="running", config=config.to_dict(), preset=preset.name, versions=package_versions(),
+            hardware=hardware(), data_sources=sources, embedder=EMBEDDER_NAME,
+            model={"name": config.model, "source": backend.spec.source, "sha256": backend.spec.sha256,
+                   "prompt_format": backend.spec.prompt_format},
+            hashes={"seeds_file": config.seeds_sha256, "seeds": seeds_hash(seeds), "seeds_path": str(seeds_path.name),
+                    "eval_items": items_hash},
+            n_seeds=len(seeds), n_eval_items=len(items),
+        )
     cache = Cache()
     ctx = AlignContext(backend=backend, seeds=seeds, budget=config.budget, seed=config.seed, store=store,
                        cache=cache, eval_prompts=[i.prompt for i in items], eval_vectors=eval_vectors,
@@ -133,17 +135,23 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
         with store.stage("evaluate") as usage:
             result = benchmark.evaluate(aligned, items, eval_ctx)
             usage.update(eval_ctx.usage)
+            # Every answer's tokens, including those written by an earlier, interrupted attempt.
+            usage["tokens_generated"] = max(usage.get("tokens_generated", 0),
+                                            sum(r.get("n_tokens", 0) for r in store.read_samples("eval")))
     document = {"run": str(store.root), "benchmark": config.benchmark, "aligner": config.aligner,
                 "model": config.model, "preset": config.preset, "limit": config.limit, **result,
                 "aligned": aligned.description}
     store.write_json("metrics.json", document)
-    stages = store.manifest["stages"]
-    store.update_manifest(
-        status="complete", wall_s=round(time.perf_counter() - started, 3), peak_memory_mb=round(peak_memory_mb(), 1),
-        prompt_hash=hash_json(aligned.prompts(["<question>"])),
-        tokens={"generated": sum(s.get("tokens_generated", 0) for k, s in stages.items() if "/" in k or k == "evaluate"),
-                "trained": sum(s.get("tokens_trained", 0) for k, s in stages.items() if "/" in k)},
-    )
+    if not store.replay:
+        stages = store.manifest["stages"]
+        earlier_wall = sum(s.get("wall_s", 0) for k, s in store.earlier_stages.items() if "/" not in k)
+        store.update_manifest(
+            status="complete", wall_s=round(time.perf_counter() - started + earlier_wall, 3),
+            cache_hits=cache.hits + store.manifest.get("cache_hits", 0),
+            peak_memory_mb=round(peak_memory_mb(), 1), prompt_hash=hash_json(aligned.prompts(["<question>"])),
+            tokens={"generated": sum(s.get("tokens_generated", 0) for k, s in stages.items()
+                                     if "/" in k or k == "evaluate"),
+                    "trained": sum(s.get("tokens_trained", 0) for k, s in stages.items() if "/" in k)})
     document["wall_s"] = store.manifest["wall_s"]
     return document
 

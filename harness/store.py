@@ -83,6 +83,7 @@ class Cache:
 
     def __init__(self, root: Path | None = None):
         self.root = Path(root) if root else cache_root() / "results"
+        self.hits = 0  # results served instead of computed: a run's wall time leaves their work out
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
@@ -92,9 +93,11 @@ class Cache:
         if not path.exists():
             return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))["value"]
+            value = json.loads(path.read_text(encoding="utf-8"))["value"]
         except (json.JSONDecodeError, KeyError):
             return None
+        self.hits += 1
+        return value
 
     def put(self, key: str, value: Any) -> None:
         write_json_atomic(self._path(key), {"key": key, "value": value})
@@ -124,6 +127,10 @@ class RunStore:
         write_json_atomic(existing, config)
         self.manifest: dict[str, Any] = self.read_json("manifest.json") or {"stages": {}}
         self.manifest["config_hash"] = self.config_hash
+        # A finished run that is run again is a replay served from its files: its recorded costs stay those
+        # of the computation that produced it. An interrupted run's stages add up over its attempts.
+        self.replay = self.manifest.get("status") == "complete"
+        self.earlier_stages: dict[str, dict] = dict(self.manifest["stages"])
 
     def path(self, *parts: str) -> Path:
         path = self.root.joinpath(*parts)
@@ -156,5 +163,17 @@ class RunStore:
             yield record
         finally:
             record["wall_s"] = round(time.perf_counter() - start, 3)
-            self.manifest["stages"][name] = record
-            self.write_json("manifest.json", self.manifest)
+            earlier = self.earlier_stages.get(name)
+            if earlier is None or not self.replay:
+                self.manifest["stages"][name] = record if earlier is None else merge_attempts(earlier, record)
+                self.write_json("manifest.json", self.manifest)
+
+
+def merge_attempts(earlier: dict[str, Any], latest: dict[str, Any]) -> dict[str, Any]:
+    """A stage resumed after an interruption: the wall time of both attempts; counts from the latest one,
+    which redoes or re-reads everything (tokens served from the cache count), but never below the earlier."""
+    merged = {**earlier, **latest, "wall_s": round(earlier.get("wall_s", 0) + latest["wall_s"], 3)}
+    for key in ("tokens_generated", "tokens_trained", "optimizer_steps"):
+        if key in earlier or key in latest:
+            merged[key] = max(earlier.get(key, 0), latest.get(key, 0))
+    return merged

@@ -94,6 +94,11 @@ class RunRecord:
         return self.manifest.get("wall_s")
 
     @property
+    def cache_hits(self) -> int:
+        """Generations and judgements served from the shared cache: work its wall time does not include."""
+        return int(self.manifest.get("cache_hits", 0))
+
+    @property
     def tokens_generated(self) -> int:
         return int((self.manifest.get("tokens") or {}).get("generated", 0))
 
@@ -164,7 +169,7 @@ class RunRecord:
             "model_source": self.manifest.get("model"), "data_version": self.data_version,
             "data_sources": [{k: s.get(k) for k in ("dataset", "source", "version", "sha256")}
                              for s in self.manifest.get("data_sources") or []],
-            "hardware": self.manifest.get("hardware"), "wall_s": self.wall_s,
+            "hardware": self.manifest.get("hardware"), "wall_s": self.wall_s, "cache_hits": self.cache_hits,
             "tokens_generated": self.tokens_generated, "tokens_trained": self.tokens_trained,
             "samples": str(self.samples_path) if self.samples_path else None,
         }

@@ -58,7 +58,12 @@ class Row:
         return {"wall_s": round(sum(walls), 1) if walls else None,
                 "tokens_generated": sum(r.tokens_generated for r in self.runs),
                 "tokens_trained": sum(r.tokens_trained for r in self.runs),
-                "runs": len(self.runs)}
+                "runs": len(self.runs), "cache_hits": sum(r.cache_hits for r in self.runs)}
+
+
+CACHE_NOTE = ("wall time marked *: some of the run's generations or judgements were served from the shared "
+              "cache (e.g. computed by an earlier run with the same model, prompts and sampling), so it leaves "
+              "their time out; token counts include them either way")
 
 
 @dataclass
@@ -187,4 +192,6 @@ def build_leaderboard(runs: list[RunRecord]) -> Leaderboard:
     if flagged:
         notes.append(f"{len(flagged)} row(s) not comparable with the reference setting of their benchmark; "
                      "they are shown apart and left out of the rankings")
+    if any(row.cost["cache_hits"] for row in ordered):
+        notes.append(CACHE_NOTE)
     return Leaderboard(columns, ordered, reference, notes)

@@ -106,14 +106,7 @@ def iteration_curves(board: Leaderboard, out_dir: Path) -> tuple[list[Plot], lis
                 if curve:
                     xs, ys, below, above = zip(*curve)
                     axes.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, label=label)
-            axes.set_title(panel, fontsize=9)
-            axes.set_xlabel("iteration", fontsize=8)
-            axes.tick_params(labelsize=7)
-            axes.xaxis.get_major_locator().set_params(integer=True)
-            if index == 0:
-                axes.set_ylabel(metric + units, fontsize=8)
-                if axes.get_legend_handles_labels()[0]:
-                    axes.legend(fontsize=7)
+            label_iteration_panel(axes, panel, metric + units if index == 0 else None)
         figure.suptitle(f"{benchmark}: {metric} per iteration ({model}; iteration 0 = unaligned)", fontsize=10)
         plots.append(Plot(save(figure, out_dir, slug("iterations", benchmark, model)),
                           f"{benchmark}: {metric} per iteration, {model}",
@@ -124,6 +117,18 @@ def iteration_curves(board: Leaderboard, out_dir: Path) -> tuple[list[Plot], lis
                               "--set iterations=1, 2, ... and a `none` run for iteration 0, or a "
                               "domain-generalization run of one"]
     return plots, notes
+
+
+def label_iteration_panel(axes, title: str, ylabel: str | None) -> None:
+    """Title, integer iteration axis; the first panel (given a ylabel) also carries the legend."""
+    axes.set_title(title, fontsize=9)
+    axes.set_xlabel("iteration", fontsize=8)
+    axes.tick_params(labelsize=7)
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    if ylabel is not None:
+        axes.set_ylabel(ylabel, fontsize=8)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize=7)
 
 
 def recorded_curves(board: Leaderboard, out_dir: Path) -> list[Plot]:
@@ -150,14 +155,7 @@ def recorded_curves(board: Leaderboard, out_dir: Path) -> list[Plot]:
                     style = "-" if seed_domain == eval_domain else "--"  # solid: evaluated in its own domain
                     axes.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, linestyle=style,
                                   label=f"seeds: {seed_domain}")
-            axes.set_title(eval_domain, fontsize=9)
-            axes.set_xlabel("iteration", fontsize=8)
-            axes.tick_params(labelsize=7)
-            axes.xaxis.get_major_locator().set_params(integer=True)
-            if index == 0:
-                axes.set_ylabel(metric + units, fontsize=8)
-                if axes.get_legend_handles_labels()[0]:
-                    axes.legend(fontsize=7)
+            label_iteration_panel(axes, eval_domain, metric + units if index == 0 else None)
         figure.suptitle(f"{run.benchmark}: {metric} per iteration, {row.name}, {run.model} "
                         "(iteration 0 = unaligned)", fontsize=10)
         plots.append(Plot(save(figure, out_dir, slug("iterations", run.benchmark, row.name, run.model,

@@ -31,6 +31,8 @@ def column_title(column: Column, percent: bool) -> str:
 def format_cost(row: Row) -> list[str]:
     cost = row.cost
     wall = f"{cost['wall_s']:.0f}" if cost["wall_s"] is not None else "n/a"
+    if cost.get("cache_hits"):
+        wall += "*"  # see leaderboard.CACHE_NOTE
     return [wall, str(cost["tokens_generated"]), str(cost["tokens_trained"])]
 
 

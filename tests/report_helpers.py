@@ -56,7 +56,8 @@ def exact_outcomes(items: list[dict], harmful: int, refused: int, over_refused: 
 def write_run(root: Path, aligner: str, records: list[dict], *, model: str = "gemma-3-270m", preset: str = "demo",
               limit: int | None = None, seed: int = 0, data_sha: str = "data-v1", judge_version: str = "j1",
               budget: dict | None = None, wall_s: float = 10.0, tokens_generated: int = 500,
-              tokens_trained: int = 0, iterations: int | None = None, seed_domains: list[str] | None = None) -> Path:
+              tokens_trained: int = 0, iterations: int | None = None, seed_domains: list[str] | None = None,
+              cache_hits: int = 0) -> Path:
     """A finished safety run directory in the run store's format."""
     seeds_file = f"/seeds/{'-'.join(seed_domains)}.jsonl" if seed_domains else None
     config = RunConfig.from_preset(aligner, "safety", preset, model=model, seed=seed, limit=limit,
@@ -70,6 +71,7 @@ def write_run(root: Path, aligner: str, records: list[dict], *, model: str = "ge
         "hashes": {"eval_items": hash_json(ids), "seeds": "s" * 8},
         "stages": {"evaluate": {"tokens_generated": 100, "tokens_trained": 0, "wall_s": 1.0}},
         "wall_s": wall_s, "tokens": {"generated": tokens_generated, "trained": tokens_trained},
+        "cache_hits": cache_hits,
     }
     aligned = {"aligner": aligner}
     if iterations is not None:

@@ -76,6 +76,24 @@ def test_cache_round_trip_and_stage_timing(tmp_path):
         usage["tokens_generated"] = 7
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["stages"]["generate"]["tokens_generated"] == 7 and manifest["stages"]["generate"]["wall_s"] >= 0
+    assert cache.hits == 1
+
+
+def test_a_resumed_stage_adds_its_attempts_and_a_replay_keeps_the_recorded_cost(tmp_path):
+    interrupted = {"stages": {"train": {"tokens_generated": 0, "tokens_trained": 300, "optimizer_steps": 3,
+                                        "wall_s": 40.0}}, "status": "running"}
+    RunStore(tmp_path / "run", {"x": 1}).write_json("manifest.json", interrupted)
+    resumed = RunStore(tmp_path / "run", {"x": 1})
+    with resumed.stage("train") as usage:  # redone from the start after the interruption
+        usage.update(tokens_trained=500, optimizer_steps=5)
+    train = resumed.manifest["stages"]["train"]
+    assert train["tokens_trained"] == 500 and train["optimizer_steps"] == 5 and 40.0 <= train["wall_s"] < 45
+
+    resumed.update_manifest(status="complete")
+    replay = RunStore(tmp_path / "run", {"x": 1})
+    with replay.stage("train") as usage:
+        usage.update(tokens_trained=0)
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["train"] == train
 
 
 def test_mean_metric_interval_contains_the_mean_and_narrows_with_n():
@@ -132,6 +150,10 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path):
         (["run", "--aligner", "nope", "--benchmark", "safety"], "unknown aligner 'nope'"),
         (["run", "--aligner", "none", "--benchmark", "nope"], "unknown benchmark 'nope'"),
         (["--include", str(tmp_path / "missing.py"), "list", "aligners"], "no such file"),
+        (["run", "--aligner", "isara", "--benchmark", "safety", "--option", "beta=0.2"],
+         "aligner isara does not take option(s) beta; it takes none"),
+        (["run", "--aligner", "spin", "--benchmark", "safety", "--option", "gamma=1"],
+         "aligner spin does not take option(s) gamma; known: beta"),
     ]:
         result = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True)
         assert result.returncode == 2, result.stderr

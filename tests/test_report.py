@@ -9,7 +9,8 @@ import pytest
 from harness.cli import main
 from reports.collect import find_runs, load_run
 from reports.compare import SAME, compare_runs
-from reports.leaderboard import build_leaderboard
+from reports.leaderboard import CACHE_NOTE, build_leaderboard
+from reports.render import to_markdown
 from reports.report import write_report
 from report_helpers import exact_outcomes, real_safety_runs, safety_items, write_run
 
@@ -35,6 +36,16 @@ def rows_by_name(board):
     return {(row.name, row.setting): row for row in board.rows}
 
 
+def test_a_wall_time_that_left_out_cached_work_is_marked(tmp_path):
+    items = safety_items()
+    write_run(tmp_path / "none", "none", exact_outcomes(items, harmful=20, refused=2, over_refused=4), wall_s=5)
+    write_run(tmp_path / "isara", "isara", exact_outcomes(items, harmful=2, refused=25, over_refused=1), wall_s=80,
+              cache_hits=32)
+    board = build_leaderboard(find_runs([tmp_path]))
+    markdown = to_markdown(board)
+    assert "| 80* |" in markdown and "| 5 |" in markdown and CACHE_NOTE in board.notes
+
+
 def test_rows_ranks_and_a_limited_run_kept_apart(runs):
     board = build_leaderboard(find_runs([runs]))
     assert [(row.name, row.comparable) for row in board.rows] == [
@@ -49,7 +60,7 @@ def test_rows_ranks_and_a_limited_run_kept_apart(runs):
     # Never mixed: the comparable isara row holds only the full run's number.
     assert isara.cells["safety:harmful_rate"]["value"] == pytest.approx(2 / 30)
     assert limited.cells["safety:harmful_rate"]["value"] == 0
-    assert isara.cost == {"wall_s": 200, "tokens_generated": 6000, "tokens_trained": 9000, "runs": 1}
+    assert isara.cost == {"wall_s": 200, "tokens_generated": 6000, "tokens_trained": 9000, "runs": 1, "cache_hits": 0}
     assert [c.lower_is_better for c in board.columns] == [True, False, True, True]
 
 

@@ -494,7 +494,6 @@ class HFModel:
         finally:
             model.eval()
         self._save_adapter(model, Path(out_dir))
-        self._adapter_hash = hash_dir(Path(out_dir))
         return TrainResult(losses=losses, tokens_trained=schedule.tokens, steps=len(losses),
                            wall_s=time.perf_counter() - started, stopped_at_budget=schedule.stopped_at_budget)
 
@@ -572,13 +571,12 @@ class HFModel:
         finally:
             model.eval()
         self._save_adapter(model, Path(out_dir))
-        self._adapter_hash = hash_dir(Path(out_dir))
         return SpinResult(losses=losses, tokens_trained=schedule.tokens, steps=len(losses),
                           wall_s=time.perf_counter() - started, stopped_at_budget=schedule.stopped_at_budget,
                           reward_accuracy=accuracy, reward_margin=margins)
 
-    @staticmethod
-    def _save_adapter(model: torch.nn.Module, out_dir: Path) -> None:
+    def _save_adapter(self, model: torch.nn.Module, out_dir: Path) -> None:
+        """Writes the adapter atomically (a kill never leaves half of one) and records its hash as the active one."""
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
         try:
@@ -592,6 +590,7 @@ class HFModel:
             os.replace(staging, out_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        self._adapter_hash = hash_dir(out_dir)
 
 
 def load_backend(spec: ModelSpec | str, device: str | None = None) -> HFModel:
