@@ -25,7 +25,7 @@ def run_demo(model: str, preset: str, seed: int, out: Path) -> list[dict]:
     table = render_table(documents)
     wall, peak = time.perf_counter() - started, peak_memory_mb()
     print(table)
-    print(f"demo wall time {wall / 60:.1f} min, peak memory {peak / 1024:.2f} GB; runs in {out}/")
+    print(f"demo wall time {wall / 60:.1f} min, peak memory {peak / 1024:.2f} GiB; runs in {out}/")
     (out / "table.txt").write_text(table + "\n", encoding="utf-8")
     write_json_atomic(out / "demo.json", {"wall_s": round(wall, 1), "peak_memory_mb": round(peak, 1),
                                           "runs": [d["run"] for d in documents]})
