@@ -332,7 +332,9 @@ def score_vs_compute(board: Leaderboard, out_dir: Path) -> tuple[list[Plot], lis
             axes.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         axes.set_xscale("symlog", linthresh=1000)
         most = max((sum(r.alignment_tokens for r in rs) / len(rs) for rs in by_row.values()), default=0)
-        axes.set_xlim(-200, max(2000, 3 * most))  # room for the aligners that spend no tokens (x = 0)
+        right = max(2000, 3 * most)
+        axes.set_xlim(-200, right)  # room for the aligners that spend no tokens (x = 0)
+        axes.set_xticks([t for t in (0, 1e3, 1e4, 1e5, 1e6, 1e7) if t <= right])  # no crowding near 0
         axes.set_xlabel("alignment compute (tokens generated + trained)", fontsize=8)
         arrow = "↓" if lower_is_better(benchmark, metric) else "↑"
         axes.set_ylabel(f"{metric}{units} {arrow}", fontsize=8)
