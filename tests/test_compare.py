@@ -1,5 +1,6 @@
 """Paired statistics (harness/stats.py) and `harness compare` on hand-made and real runs."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +179,16 @@ def test_a_gate_on_a_metric_that_cannot_be_paired_is_an_error(pair, capsys):
     metrics_path.write_text(json.dumps(document))
     assert main(["compare", str(pair[0]), str(pair[1]), "--metrics", "over_refusal", "--fail-on-regression"]) == 2
     assert "--metrics over_refusal: not a mean of per-item outcomes" in capsys.readouterr().err
+
+
+PINNED = Path(__file__).resolve().parents[1] / "reports" / "leaderboards" / "baselines" / "gemma-3-270m"
+
+
+def test_the_pinned_baselines_gate_as_the_readme_shows(capsys):
+    """The committed baselines load; ISARA against SFT-on-seeds on safety is the README's example (exit 1,
+    harmful rate significantly worse); a baseline against itself never fails the gate."""
+    isara, sft = PINNED / "safety-isara-demo-seed0.json", PINNED / "safety-sft-seeds-demo-seed0.json"
+    assert main(["compare", str(sft), str(isara), "--fail-on-regression", "--threshold", "0.05"]) == 1
+    assert "regression: significantly worse" in capsys.readouterr().err
+    for pinned in sorted(PINNED.glob("*.json")):
+        assert main(["compare", str(pinned), str(pinned), "--fail-on-regression"]) == 0, pinned
