@@ -242,9 +242,12 @@ def test_self_align_budget_stops_engraving_and_skips_verbose_cloning(fluent_tiny
     fluent_tiny.set_adapter(None)
 
 
-def test_self_align_rejects_unknown_options(fluent_tiny, tmp_path):
+def test_self_align_rejects_unknown_options():
+    from harness.aligner import check_options
+
     with pytest.raises(HarnessError, match="verbose_clonning"):
-        SelfAlign().align(_context(fluent_tiny, tmp_path, {"verbose_clonning": True}))
+        check_options(SelfAlign(), {"verbose_clonning": True})
+    check_options(SelfAlign(), {"verbose_cloning": True, "principles_file": "p.yaml"})
 
 
 @pytest.mark.integration

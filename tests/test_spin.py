@@ -134,10 +134,11 @@ def test_spin_aligner_writes_each_iteration_and_resumes(tiny, tmp_path):
 
 
 def test_spin_aligner_rejects_unknown_options_and_bad_beta(tiny, tmp_path):
-    ctx = _context(tiny, tmp_path)
-    ctx.options = {"betta": 0.2}
+    from harness.aligner import check_options
+
     with pytest.raises(HarnessError, match="betta"):
-        Spin().align(ctx)
+        check_options(Spin(), {"betta": 0.2})
+    ctx = _context(tiny, tmp_path)
     ctx.options = {"beta": -1}
     with pytest.raises(HarnessError, match="beta must be positive"):
         Spin().align(ctx)
