@@ -31,7 +31,7 @@ class EvalContext:
 
     def answer(self, model: AlignedModel, questions: Sequence[str], desc: str) -> list[dict]:
         """The model's answers (text, n_tokens, finish, cached) through the cache, sampled with the run seed;
-        the new tokens are added to usage["tokens_generated"]."""
+        their tokens (cached ones included) are added to usage["tokens_generated"]."""
         sampling = model.answer_sampling(Sampling(max_new_tokens=self.eval_size.max_new_tokens, seed=self.seed))
         model.activate()
         generations, spent = cached_generate(model.backend, model.prompts(list(questions)), sampling, self.cache,
