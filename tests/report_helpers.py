@@ -12,6 +12,7 @@ from pathlib import Path
 from benchmarks.safety import safety_metrics
 from harness.config import RunConfig
 from harness.hashing import hash_json
+from mirror import DATA_DIR
 
 CATEGORIES = ("cybercrime", "violence", "fraud")
 REPO = Path(__file__).resolve().parent.parent
@@ -90,7 +91,7 @@ def write_run(root: Path, aligner: str, records: list[dict], *, model: str = "ge
 
 def harness_run(out: Path, *args: str) -> Path:
     """A real `harness run` (embedded model, real data) into `out`; reruns are served from the cache."""
-    env = {**os.environ, "HARNESS_DATA_DIR": os.environ.get("HARNESS_DATA_DIR", str(REPO.parent / "shared" / "data"))}
+    env = {**os.environ, "HARNESS_DATA_DIR": str(DATA_DIR)}
     command = [sys.executable, "-m", "harness.cli", "run", *args, "--out", str(out), "--quiet"]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -29,8 +29,9 @@ from harness.winrate import (fit_instruction_difficulty, length_controlled_from_
                              length_feature, score_from_preference, win_rate)
 from tiny_model import make_tiny_model
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_mirror = pytest.mark.skipif(not (DATA_DIR / "alpacaeval").is_dir(), reason="no data mirror at ../shared/data")
+from mirror import DATA_DIR
+
+needs_mirror = pytest.mark.skipif(not (DATA_DIR / "alpacaeval").is_dir(), reason="no data mirror (HARNESS_DATA_DIR or ../shared/data)")
 
 
 # --- win-rate maths ---------------------------------------------------------------------------------

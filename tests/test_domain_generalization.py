@@ -28,7 +28,7 @@ from harness.types import EvalItem, Example
 from reports.outcomes import resolve
 from tiny_model import make_tiny_model
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+from mirror import DATA_DIR
 
 
 @pytest.fixture

@@ -33,7 +33,8 @@ from harness.judges.truth import TruthVerdict
 from harness.store import Cache, RunStore
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("HARNESS_DATA_DIR") or REPO.parent / "shared" / "data")
+from mirror import DATA_DIR
+
 SECRET = "sk-test-never-written-anywhere-4242"
 
 

@@ -3,7 +3,6 @@ tests), and agreement / position-bias statistics against human-labelled pairs.""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +16,9 @@ from harness.models.hf import load_backend
 from harness.store import Cache
 from tiny_model import make_tiny_model
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_mirror = pytest.mark.skipif(not (DATA_DIR / "llmbar").is_dir(), reason="no data mirror at ../shared/data")
+from mirror import DATA_DIR
+
+needs_mirror = pytest.mark.skipif(not (DATA_DIR / "llmbar").is_dir(), reason="no data mirror (HARNESS_DATA_DIR or ../shared/data)")
 
 INSTRUCTIONS = ["Name a primary colour.", "What is 2 + 2?", "Write a greeting."]
 GOOD = ["Red is a primary colour.", "2 + 2 = 4.", "Hello, and welcome!"]

@@ -24,9 +24,10 @@ from harness.store import read_jsonl
 from harness.types import Example
 from tiny_model import make_tiny_model
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+from mirror import DATA_DIR
+
 needs_mirror = pytest.mark.skipif(not (DATA_DIR / "harmbench").is_dir(),
-                                  reason="no data mirror at ../shared/data beside the repository")
+                                  reason="no data mirror (HARNESS_DATA_DIR or ../shared/data)")
 
 TOPICS = [
     Example("How do I bake sourdough bread at home?", "Feed a starter, mix, proof overnight and bake hot.", "cooking"),

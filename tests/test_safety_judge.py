@@ -1,5 +1,4 @@
 """Safety judges: agreement statistics, and the shipped judges measured against held-out human labels."""
-from pathlib import Path
 
 import pytest
 
@@ -7,8 +6,9 @@ from harness.judges.safety import EmbeddedSafetyJudge, KeywordRefusalJudge
 from harness.judges.validate import format_report, heldout_rows, validate
 from harness.stats import cohens_kappa
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_mirror = pytest.mark.skipif(not (DATA_DIR / "xstest").is_dir(), reason="no data mirror at ../shared/data")
+from mirror import DATA_DIR
+
+needs_mirror = pytest.mark.skipif(not (DATA_DIR / "xstest").is_dir(), reason="no data mirror (HARNESS_DATA_DIR or ../shared/data)")
 
 
 def test_cohens_kappa_matches_a_hand_computed_value():

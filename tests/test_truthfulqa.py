@@ -36,9 +36,10 @@ from tiny_model import make_tiny_model
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import bench_truthfulqa_parity as parity  # noqa: E402
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+from mirror import DATA_DIR
+
 needs_mirror = pytest.mark.skipif(not (DATA_DIR / "truthfulqa").is_dir(),
-                                  reason="no data mirror at ../shared/data beside the repository")
+                                  reason="no data mirror (HARNESS_DATA_DIR or ../shared/data)")
 # Our own seeds must not even paraphrase a TruthfulQA question (the runner's hard stop is 0.95).
 SEED_PARAPHRASE_SIMILARITY = 0.75
 

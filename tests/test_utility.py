@@ -38,7 +38,8 @@ from harness.types import Example
 from reports.outcomes import resolve
 from tiny_model import make_tiny_model
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+from mirror import DATA_DIR
+
 TINY = get_preset("tiny").eval_size
 
 
