@@ -13,7 +13,7 @@ from typing import Any, Callable
 from matplotlib.figure import Figure
 
 from reports.collect import RunRecord
-from reports.leaderboard import Leaderboard, Row, combine
+from reports.leaderboard import Column, Leaderboard, Row, combine
 from reports.metrics import is_fraction, lower_is_better, primary_metric
 
 MAX_PANELS = 12
@@ -240,15 +240,21 @@ def generalization_heatmaps(board: Leaderboard, out_dir: Path) -> tuple[list[Plo
 
 # --- 3. win rates -------------------------------------------------------------------------------------
 
+def rows_with_values(board: Leaderboard, columns: list[Column]) -> list[Row]:
+    """The comparable rows that have a value in at least one of `columns` (rows that ran the benchmark)."""
+    return [row for row in board.rows if row.comparable
+            and any((row.cells.get(c.key) or {}).get("value") is not None for c in columns)]
+
+
 def win_rates(board: Leaderboard, out_dir: Path) -> tuple[list[Plot], list[str]]:
     """Every headline win-rate metric, one figure per benchmark, one panel per metric, 95% CI bars."""
-    rows = [row for row in board.rows if row.comparable]
     plots = []
     for benchmark in dict.fromkeys(c.benchmark for c in board.columns):
         columns = [c for c in board.columns if c.benchmark == benchmark and "win_rate" in c.metric]
-        labels = [f"{row.name} / {row.model}" for row in rows]
-        if not columns or not any(row.cells.get(c.key, {}).get("value") is not None for row in rows for c in columns):
+        rows = rows_with_values(board, columns)
+        if not rows:
             continue
+        labels = [f"{row.name} / {row.model}" for row in rows]
         figure = Figure(figsize=(3.6 * len(columns) + 1.5, 1.2 + 0.4 * len(rows)))
         for index, column in enumerate(columns):
             axes = figure.add_subplot(1, len(columns), index + 1)
@@ -263,7 +269,7 @@ def win_rates(board: Leaderboard, out_dir: Path) -> tuple[list[Plot], list[str]]
             axes.tick_params(labelsize=7)
         figure.suptitle(f"{benchmark}: win rates (95% CI)", fontsize=10)
         plots.append(Plot(save(figure, out_dir, slug("winrate", benchmark)), f"{benchmark}: win rates",
-                          "Win rates against the reference outputs with 95% CIs (a missing bar: no value)."))
+                          "Win rates with 95% CIs, rows that ran the benchmark (the axis names the opponent; a missing bar: no value)."))
     notes = [] if plots else ["win rates: no benchmark with a win_rate metric (e.g. alpacaeval) among the runs"]
     return plots, notes
 

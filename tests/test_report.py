@@ -10,6 +10,7 @@ from harness.cli import main
 from reports.collect import find_runs, load_run
 from reports.compare import SAME, compare_runs
 from reports.leaderboard import CACHE_NOTE, build_leaderboard
+from reports.plots import rows_with_values
 from reports.render import to_markdown
 from reports.report import write_report
 from report_helpers import exact_outcomes, real_safety_runs, safety_items, write_run
@@ -218,6 +219,9 @@ def test_win_rate_and_generalization_plots_appear_with_their_runs(tmp_path):
     rows = rows_by_name(report.board)
     assert ("sft-seeds (seeds_file=violence-benign.jsonl)", "") in rows  # each seed domain is its own row
     assert [c.key for c in report.board.columns if c.benchmark == "alpacaeval"] == ["alpacaeval:win_rate"]
+    # The win-rate figure has a bar row only for the runs that have a win rate, not the safety-only ones.
+    win_rate_columns = [c for c in report.board.columns if c.benchmark == "alpacaeval"]
+    assert sorted(row.name for row in rows_with_values(report.board, win_rate_columns)) == ["isara", "none"]
 
 
 def test_limited_runs_never_set_the_reference_unless_all_are_limited(tmp_path):
