@@ -269,7 +269,8 @@ def win_rates(board: Leaderboard, out_dir: Path) -> tuple[list[Plot], list[str]]
             axes.tick_params(labelsize=7)
         figure.suptitle(f"{benchmark}: win rates (95% CI)", fontsize=10)
         plots.append(Plot(save(figure, out_dir, slug("winrate", benchmark)), f"{benchmark}: win rates",
-                          "Win rates with 95% CIs, rows that ran the benchmark (the axis names the opponent; a missing bar: no value)."))
+                          "Win rates with 95% CIs for the rows that ran the benchmark (the axis names the opponent; "
+                          "a missing bar: no value)."))
     notes = [] if plots else ["win rates: no benchmark with a win_rate metric (e.g. alpacaeval) among the runs"]
     return plots, notes
 
