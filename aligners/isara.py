@@ -19,7 +19,7 @@ from harness.embedding import VectorIndex, embed
 from harness.generation import cached_generate
 from harness.loop.filters import FilterSettings, FitChecker, format_reason, is_leak, normalise
 from harness.loop.icl import GENERATION_STOPS, build_generation_prompt, parse_generated_pair
-from harness.loop.sft import TrainingBudget, finetune
+from harness.train import TrainingBudget, finetune
 from harness.store import JsonlWriter, read_jsonl, write_json_atomic
 from harness.types import Example, Sampling
 
@@ -142,8 +142,7 @@ class Isara(Aligner):
         prompts = icl_prompts(pool, budget.samples_per_iteration, budget.k_neighbours, rng)
         sampling = Sampling(max_new_tokens=budget.gen_max_new_tokens, temperature=budget.temperature,
                             top_p=0.95, seed=ctx.seed * 1_000 + t, stop=GENERATION_STOPS)
-        ctx.backend.set_adapter(adapter)
-        generations, spent = cached_generate(ctx.backend, prompts, sampling, ctx.cache,
+        generations, spent = cached_generate(ctx.backend, prompts, sampling, ctx.cache, adapter,
                                              batch_size=budget.gen_batch_size, desc=f"isara {t}: generate")
         parsed = [parse_generated_pair(g["text"]) for g in generations]
         valid = [p for p in parsed if p]

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from jinja2 import TemplateError
 
 from harness import progress
 from harness.aligner import AlignContext, AlignedModel, Aligner
@@ -35,7 +34,7 @@ from harness.generation import cached_generate
 from harness.hashing import hash_file
 from harness.loop.filters import FilterSettings, format_reason, is_leak, normalise
 from harness.loop.icl import one_line
-from harness.loop.sft import SftOutcome, TrainingBudget, finetune
+from harness.train import SftOutcome, TrainingBudget, finetune
 from harness.principles import ANNOTATION_OPEN, load_principles, render_principles
 from harness.store import JsonlWriter, read_jsonl, write_json_atomic
 from harness.types import Example, Sampling
@@ -92,15 +91,7 @@ def parse_question(continuation: str) -> str | None:
 
 def principled_prompt(backend: Any, preamble: str, question: str) -> str:
     """`preamble` before the question: plain text for base models, a system (or user) preamble for chat."""
-    if backend.spec.prompt_format != "chat":
-        return f"{preamble}\n\n{backend.format_prompt(question)}"
-    template = backend.tokenizer.apply_chat_template
-    try:
-        return template([{"role": "system", "content": preamble}, {"role": "user", "content": question}],
-                        tokenize=False, add_generation_prompt=True)
-    except TemplateError:  # templates without a system role
-        return template([{"role": "user", "content": f"{preamble}\n\n{question}"}],
-                        tokenize=False, add_generation_prompt=True)
+    return backend.prompt_format.with_preamble(preamble, question)
 
 
 def finished_answer(text: str, finish: str) -> str | None:
@@ -188,8 +179,7 @@ class SelfAlign(Aligner):
 
     def _generate(self, ctx: AlignContext, prompts: list[str], sampling: Sampling, adapter: Path | None,
                   desc: str) -> tuple[list[dict], int]:
-        ctx.backend.set_adapter(adapter)
-        return cached_generate(ctx.backend, prompts, sampling, ctx.cache, batch_size=ctx.budget.gen_batch_size,
+        return cached_generate(ctx.backend, prompts, sampling, ctx.cache, adapter, batch_size=ctx.budget.gen_batch_size,
                                desc=f"self-align: {desc}")
 
     # ----- stage 1: topics, then questions about them
@@ -265,7 +255,7 @@ class SelfAlign(Aligner):
         prompts = [principled_prompt(ctx.backend, preamble, q) for q, _ in questions]
         sampling = Sampling(max_new_tokens=ctx.budget.gen_max_new_tokens, temperature=ANSWER_TEMPERATURE,
                             top_p=ANSWER_TOP_P, seed=ctx.seed * 1_000 + (4 if adapter else 3),
-                            stop=tuple(ctx.backend.answer_stops) + (ANNOTATION_STOP,))
+                            stop=ctx.backend.prompt_format.answer_stops + (ANNOTATION_STOP,))
         generations, spent = self._generate(ctx, prompts, sampling, adapter,
                                             "verbose answers" if adapter else "answer with principles")
         records, reasons = [], Counter()

@@ -1,6 +1,6 @@
 """`sft-seeds`: LoRA supervised fine-tuning on the seed pairs only."""
 from harness.aligner import AlignContext, AlignedModel, Aligner
-from harness.loop.sft import TrainingBudget, finetune
+from harness.train import TrainingBudget, finetune
 
 
 class SftOnSeeds(Aligner):

@@ -2,7 +2,7 @@
 
 Per iteration t = 1..T: the previous iterate (the base model for t = 1, else the adapter of t - 1) answers
 every seed question; a LoRA adapter, started from the previous iterate, is trained with the SPIN loss
-(harness/loop/preference.py) to raise the likelihood ratio of the seed's human answer over the
+(harness/train/preference.py) to raise the likelihood ratio of the seed's human answer over the
 previous iterate's own answer, with the previous iterate as the frozen reference. The next iteration
 plays against the model just trained.
 """
@@ -16,8 +16,7 @@ from harness.aligner import AlignContext, AlignedModel, Aligner
 from harness.errors import HarnessError
 from harness.generation import cached_generate
 from harness.loop.icl import one_line
-from harness.loop.preference import DEFAULT_BETA
-from harness.loop.sft import TrainingBudget
+from harness.train import DEFAULT_BETA, TrainingBudget, train_spin
 from harness.store import JsonlWriter, write_json_atomic
 from harness.types import Sampling
 
@@ -29,8 +28,8 @@ def spin_triples(backend: Any, records: list[dict]) -> list[tuple[str, str, str]
     triples = []
     for record in records:
         if record["kept"]:
-            prompt, real = backend.format_training_pair(record["question"], record["real"])
-            _, generated = backend.format_training_pair(record["question"], record["generated"])
+            prompt, real = backend.prompt_format.training_pair(record["question"], record["real"])
+            _, generated = backend.prompt_format.training_pair(record["question"], record["generated"])
             triples.append((prompt, real, generated))
     return triples
 
@@ -70,8 +69,8 @@ class Spin(Aligner):
                 raise HarnessError(f"spin iteration {t}: every generated answer was empty or equal to the seed's; "
                                    "nothing to train on")
             with ctx.store.stage(f"align/spin/iteration_{t}/train") as usage:
-                result = ctx.backend.train_spin(
-                    triples, out / "adapter", beta=beta, reference_adapter=adapter, init_adapter=adapter,
+                result = train_spin(
+                    ctx.backend, triples, out / "adapter", beta=beta, reference_adapter=adapter, init_adapter=adapter,
                     epochs=ctx.budget.epochs, learning_rate=ctx.budget.learning_rate, rank=ctx.budget.lora_rank,
                     batch_size=ctx.budget.batch_size, max_seq_len=ctx.budget.max_seq_len, seed=ctx.seed + t,
                     max_tokens=training.remaining)
@@ -99,11 +98,10 @@ class Spin(Aligner):
     def _play(ctx: AlignContext, adapter: Path | None, t: int, out: Path) -> tuple[list[dict], int]:
         """The previous iterate answers every seed question; records pair its answer with the seed's."""
         backend = ctx.backend
-        backend.set_adapter(adapter)
         sampling = Sampling(max_new_tokens=ctx.budget.gen_max_new_tokens, temperature=ctx.budget.temperature,
-                            top_p=0.95, seed=ctx.seed * 1_000 + t, stop=tuple(backend.answer_stops))
-        prompts = [backend.format_prompt(seed.question) for seed in ctx.seeds]
-        generations, spent = cached_generate(backend, prompts, sampling, ctx.cache,
+                            top_p=0.95, seed=ctx.seed * 1_000 + t, stop=backend.prompt_format.answer_stops)
+        prompts = [backend.prompt_format.question(seed.question) for seed in ctx.seeds]
+        generations, spent = cached_generate(backend, prompts, sampling, ctx.cache, adapter,
                                              batch_size=ctx.budget.gen_batch_size, desc=f"spin {t}: play")
         records = []
         for seed, generation in zip(ctx.seeds, generations):

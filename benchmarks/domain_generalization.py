@@ -255,7 +255,6 @@ class DomainGeneralizationTruthfulQA(DomainGeneralization):
 
     def score(self, aligned: AlignedModel, items: list[EvalItem], ctx: EvalContext) -> list[dict]:
         questions = self.base.lookup(items)
-        aligned.activate()
         scores = mc_loglikelihoods(aligned, questions, ctx.cache, ctx.batch_size)
         records = [{"id": q.id, "kind": "question", "category": q.group, "domain": q.group,
                     "mc1": mc1_score([lls[c] for c in q.mc1_choices], q.mc1_labels),

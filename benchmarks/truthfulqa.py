@@ -8,7 +8,7 @@ mass on the true mc2 choices after normalising exp(log-likelihood) over all mc2 
 `tests/test_truthfulqa.py` and `scripts/bench_truthfulqa_parity.py` check that against lm-eval itself.
 
 An aligner's in-context examples (icl-only) are placed, in the same Q:/A: form, between the primer and
-the question; adapters are activated first. With no examples the context is lm-eval's, character for
+the question; the aligned model's adapter scores them. With no examples the context is lm-eval's, character for
 character.
 
 Free-form answers come from the aligned model's own answer prompt (`AlignedModel.prompts`, the format the
@@ -97,7 +97,7 @@ def mc_loglikelihoods(aligned: AlignedModel, questions: list[TruthfulQAQuestion]
     else:
         shots = [[] for _ in questions]
     contexts = [mc_context(q.question, s) for q, s in zip(questions, shots)]
-    fingerprint = backend.fingerprint()
+    fingerprint = backend.fingerprint(aligned.adapter)
     keys = [hash_json({"model": fingerprint, "context": c, "choices": mc_choices(q), "kind": "truthfulqa-mc"})
             for q, c in zip(questions, contexts)]
     results: list[dict[str, float] | None] = [cache.get(k) for k in keys]
@@ -106,7 +106,7 @@ def mc_loglikelihoods(aligned: AlignedModel, questions: list[TruthfulQAQuestion]
         for start in range(0, len(todo), SCORE_GROUP):
             group = todo[start:start + SCORE_GROUP]
             pairs = [(contexts[i], " " + choice) for i in group for choice in mc_choices(questions[i])]
-            lls = iter(backend.loglikelihood(pairs, batch_size=batch_size))
+            lls = iter(backend.loglikelihood(pairs, aligned.adapter, batch_size=batch_size))
             for i in group:
                 scores = {choice: next(lls) for choice in mc_choices(questions[i])}
                 cache.put(keys[i], scores)
@@ -205,7 +205,6 @@ class TruthfulQA(Benchmark):
         done = {r["id"]: r for r in ctx.store.read_samples("eval")}
         with ctx.store.samples("eval") as writer:
             for chunk in chunks([q for q in questions if q.id not in done]):
-                aligned.activate()
                 scores = mc_loglikelihoods(aligned, chunk, ctx.cache, ctx.batch_size)
                 generations = ctx.answer(aligned, [q.question for q in chunk], "truthfulqa: answer")
                 answers = [g["text"].strip() for g in generations]

@@ -93,7 +93,7 @@ def mmlu_loglikelihoods(aligned: AlignedModel, questions: list[MmluQuestion], ca
     backend = aligned.backend
     shots = aligned.example_picker([q.question for q in questions]) if aligned.example_picker else [[]] * len(questions)
     contexts = [mmlu_context(q, s) for q, s in zip(questions, shots)]
-    fingerprint = backend.fingerprint()
+    fingerprint = backend.fingerprint(aligned.adapter)
     keys = [hash_json({"model": fingerprint, "context": c, "choices": CONTINUATIONS, "kind": "mmlu"})
             for c in contexts]
     results: list[list[float] | None] = [cache.get(k) for k in keys]
@@ -102,7 +102,7 @@ def mmlu_loglikelihoods(aligned: AlignedModel, questions: list[MmluQuestion], ca
         for start in range(0, len(todo), SCORE_GROUP):
             group = todo[start:start + SCORE_GROUP]
             pairs = [(contexts[i], c) for i in group for c in CONTINUATIONS]
-            lls = backend.loglikelihood(pairs, batch_size=batch_size)
+            lls = backend.loglikelihood(pairs, aligned.adapter, batch_size=batch_size)
             for j, i in enumerate(group):
                 results[i] = lls[4 * j:4 * j + 4]
                 cache.put(keys[i], results[i])
@@ -196,7 +196,6 @@ class Utility(Benchmark):
     def _score_mmlu(self, aligned: AlignedModel, chunk: list[EvalItem], ctx: EvalContext, writer: JsonlWriter,
                     done: dict[str, dict]) -> None:
         questions = self._lookup(chunk)
-        aligned.activate()
         for question, lls in zip(questions, mmlu_loglikelihoods(aligned, questions, ctx.cache, ctx.batch_size)):
             prediction = predicted_letter(lls)
             record = {"id": question.id, "kind": "mmlu", "category": question.subject, "domain": question.group,

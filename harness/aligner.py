@@ -9,21 +9,9 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.hashing import hash_dir, hash_json
+from harness.models.backend import Backend
 from harness.store import Cache, RunStore
 from harness.types import Budget, Example, Sampling
-
-
-def answer_prompt(backend: Any, question: str, examples: Sequence[Example] = ()) -> str:
-    """The prompt that asks `backend` to answer `question`, optionally after example exchanges."""
-    if backend.spec.prompt_format == "chat":
-        messages: list[dict[str, str]] = []
-        for example in examples:
-            messages += [{"role": "user", "content": example.question},
-                         {"role": "assistant", "content": example.answer}]
-        messages.append({"role": "user", "content": question})
-        return backend.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    shots = "".join(f"{p}{c}" for p, c in (backend.format_training_pair(e.question, e.answer) for e in examples))
-    return shots + backend.format_prompt(question)
 
 
 @dataclass
@@ -34,28 +22,29 @@ class AlignedModel:
     unaligned model, the last one = `adapter`; benchmarks that draw curves over iterations evaluate each.
     """
 
-    backend: Any
+    backend: Backend
     adapter: Path | None = None
     example_picker: Callable[[list[str]], list[list[Example]]] | None = None
     description: dict[str, Any] = field(default_factory=dict)
     checkpoints: list[tuple[int, Path | None]] = field(default_factory=list)
 
-    def activate(self) -> None:
-        self.backend.set_adapter(self.adapter)
+    def shots(self, questions: list[str]) -> list[list[Example]]:
+        """The in-context examples placed before each question (none without an example picker)."""
+        return self.example_picker(questions) if self.example_picker else [[] for _ in questions]
 
     def prompts(self, questions: list[str]) -> list[str]:
-        shots = self.example_picker(questions) if self.example_picker else [[] for _ in questions]
-        return [answer_prompt(self.backend, q, s) for q, s in zip(questions, shots)]
+        answer_prompt = self.backend.prompt_format.answer_prompt
+        return [answer_prompt(q, s) for q, s in zip(questions, self.shots(questions))]
 
     def answer_sampling(self, sampling: Sampling) -> Sampling:
-        return replace(sampling, stop=tuple(sampling.stop) + tuple(self.backend.answer_stops))
+        return replace(sampling, stop=tuple(sampling.stop) + tuple(self.backend.prompt_format.answer_stops))
 
 
 @dataclass
 class AlignContext:
     """What an aligner gets. Aligners never load data or judges themselves."""
 
-    backend: Any
+    backend: Backend
     seeds: list[Example]
     budget: Budget
     seed: int

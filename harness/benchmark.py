@@ -33,9 +33,8 @@ class EvalContext:
         """The model's answers (text, n_tokens, finish, cached) through the cache, sampled with the run seed;
         their tokens (cached ones included) are added to usage["tokens_generated"]."""
         sampling = model.answer_sampling(Sampling(max_new_tokens=self.eval_size.max_new_tokens, seed=self.seed))
-        model.activate()
         generations, spent = cached_generate(model.backend, model.prompts(list(questions)), sampling, self.cache,
-                                             batch_size=self.batch_size, desc=desc)
+                                             model.adapter, batch_size=self.batch_size, desc=desc)
         self.usage["tokens_generated"] = self.usage.get("tokens_generated", 0) + spent
         return generations
 

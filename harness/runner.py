@@ -116,6 +116,7 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
             hardware=hardware(), data_sources=sources, embedder=EMBEDDER_NAME,
             model={"name": config.model, "source": backend.spec.source, "sha256": backend.spec.sha256,
                    "prompt_format": backend.spec.prompt_format},
+            backend=backend_settings(backend, config.backend),
             hashes={"seeds_file": config.seeds_sha256, "seeds": seeds_hash(seeds), "seeds_path": str(seeds_path.name),
                     "eval_items": items_hash},
             n_seeds=len(seeds), n_eval_items=len(items),
@@ -154,6 +155,12 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
                     "trained": sum(s.get("tokens_trained", 0) for k, s in stages.items() if "/" in k)})
     document["wall_s"] = store.manifest["wall_s"]
     return document
+
+
+def backend_settings(backend: Any, name: str) -> dict[str, Any]:
+    """What the manifest records about the inference backend (engine, versions, dtype, device)."""
+    settings = getattr(backend, "settings", None)
+    return settings() if callable(settings) else {"backend": name}
 
 
 def make_judge(name: str, options: dict[str, Any]) -> Any:

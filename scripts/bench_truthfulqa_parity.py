@@ -94,7 +94,7 @@ def lm_eval_reference(backend, questions: list[TruthfulQAQuestion], batch_size: 
     with tempfile.TemporaryDirectory() as tmp:
         write_lm_eval_tasks(questions, Path(tmp))
         tokenizer = AutoTokenizer.from_pretrained(backend.spec.path)
-        lm = HFLM(pretrained=backend.model, tokenizer=tokenizer, batch_size=batch_size)
+        lm = HFLM(pretrained=backend.module(None), tokenizer=tokenizer, batch_size=batch_size)
         manager = TaskManager(include_path=tmp, include_defaults=False)
         # mc2 first: lm-eval's own request cache (`use_cache`) then serves the mc1 choices, which are a
         # subset of the mc2 choices, instead of scoring them a second time.

@@ -14,7 +14,7 @@ from harness.aligner import AlignContext
 from harness.cli import budget_cap
 from harness.config import RunConfig
 from harness.errors import HarnessError
-from harness.loop.sft import TrainingBudget, finetune
+from harness.train import TrainingBudget, finetune, train_lora, train_spin
 from harness.models.hf import load_backend
 from harness.store import Cache, RunStore
 from harness.types import Budget, Example
@@ -38,36 +38,34 @@ def tiny(tmp_path_factory):
 
 
 def _completion_tokens(backend):
-    return [n for _ids, n in backend._training_rows(PAIRS, 64)]
+    return [n for _ids, n in backend.training_rows(PAIRS, 64)]
 
 
 def test_train_lora_never_exceeds_the_cap_and_says_it_stopped(tiny, tmp_path):
     per_epoch = sum(_completion_tokens(tiny))
     kwargs = dict(epochs=3, learning_rate=1e-3, rank=4, batch_size=2, max_seq_len=64, seed=0)
-    free = tiny.train_lora(PAIRS, tmp_path / "free", **kwargs)
+    free = train_lora(tiny, PAIRS, tmp_path / "free", **kwargs)
     assert free.tokens_trained == 3 * per_epoch and free.steps == 6 and not free.stopped_at_budget
     cap = per_epoch + 3  # a little more than one epoch: the next batch only partly fits
-    capped = tiny.train_lora(PAIRS, tmp_path / "capped", max_tokens=cap, **kwargs)
+    capped = train_lora(tiny, PAIRS, tmp_path / "capped", max_tokens=cap, **kwargs)
     assert capped.stopped_at_budget and capped.tokens_trained <= cap
     assert capped.tokens_trained >= per_epoch and 2 <= capped.steps < free.steps
     assert capped.losses[:-1] == pytest.approx(free.losses[:capped.steps - 1])  # same run until the cut batch
     # A cap smaller than any example: no step, but an adapter is still saved and the stop is recorded.
-    none = tiny.train_lora(PAIRS, tmp_path / "none", max_tokens=1, **kwargs)
+    none = train_lora(tiny, PAIRS, tmp_path / "none", max_tokens=1, **kwargs)
     assert none.steps == 0 and none.tokens_trained == 0 and none.stopped_at_budget
     assert (tmp_path / "none" / "adapter_config.json").exists()
     # A cap that the full run fits in exactly is not a stop.
-    exact = tiny.train_lora(PAIRS, tmp_path / "exact", max_tokens=3 * per_epoch, **kwargs)
+    exact = train_lora(tiny, PAIRS, tmp_path / "exact", max_tokens=3 * per_epoch, **kwargs)
     assert exact.tokens_trained == 3 * per_epoch and not exact.stopped_at_budget
-    tiny.set_adapter(None)
 
 
 def test_train_spin_counts_both_answers_against_the_cap(tiny, tmp_path):
     triples = [(p, c, " Bread is made from flour.\n\n") for p, c in PAIRS]
-    result = tiny.train_spin(triples, tmp_path / "spin", beta=0.1, reference_adapter=None, init_adapter=None,
+    result = train_spin(tiny, triples, tmp_path / "spin", beta=0.1, reference_adapter=None, init_adapter=None,
                              epochs=2, learning_rate=1e-3, rank=4, batch_size=2, max_seq_len=64, seed=0,
                              max_tokens=40)
     assert result.stopped_at_budget and 0 < result.tokens_trained <= 40
-    tiny.set_adapter(None)
 
 
 def test_training_budget_accumulates_and_records():
@@ -93,7 +91,6 @@ def test_finetune_records_the_stop_and_resumes_it(tiny, tmp_path):
     assert json.loads((tmp_path / "sft" / "train.json").read_text())["stopped_at_budget"] is True
     again = finetune(tiny, SEEDS, tmp_path / "sft", budget, seed=0, max_tokens=20)
     assert again.resumed and again.stopped_at_budget and again.tokens_trained == first.tokens_trained
-    tiny.set_adapter(None)
 
 
 def _context(backend, tmp_path, **budget):
@@ -117,14 +114,12 @@ def test_isara_cap_holds_across_iterations(tiny, tmp_path):
     # Resuming the capped run restores what was spent and stops at the same place.
     again = Isara().align(_context(tiny, tmp_path / "capped", iterations=3, max_train_tokens=cap))
     assert again.description["budget"] == record
-    tiny.set_adapter(None)
 
 
 def test_sft_seeds_reports_its_budget(tiny, tmp_path):
     aligned = SftOnSeeds().align(_context(tiny, tmp_path, iterations=1, max_train_tokens=30))
     assert aligned.description["budget"]["stopped_at_budget"] is True
     assert 0 < aligned.description["budget"]["tokens_trained"] <= 30
-    tiny.set_adapter(None)
 
 
 def test_budget_option_reaches_the_run_config_and_bad_values_fail():

@@ -49,13 +49,13 @@ class CountingBackend:
     def __init__(self, backend):
         self._backend, self.generated, self.scored = backend, 0, 0
 
-    def generate(self, prompts, sampling, batch_size=8, progress=None):
+    def generate(self, prompts, sampling, adapter=None, *, batch_size=8, progress=None):
         self.generated += len(prompts)
-        return self._backend.generate(prompts, sampling, batch_size=batch_size, progress=progress)
+        return self._backend.generate(prompts, sampling, adapter, batch_size=batch_size, progress=progress)
 
-    def loglikelihood(self, pairs, batch_size=8):
+    def loglikelihood(self, pairs, adapter=None, *, batch_size=8):
         self.scored += len(pairs)
-        return self._backend.loglikelihood(pairs, batch_size=batch_size)
+        return self._backend.loglikelihood(pairs, adapter, batch_size=batch_size)
 
     def __getattr__(self, name):
         return getattr(self._backend, name)

@@ -10,6 +10,7 @@ import torch
 from harness.errors import HarnessError
 from harness.models.embedded import EMBEDDED_MODELS, MARKER, resolve_model
 from harness.models.hf import HFModel, load_backend
+from harness.train import train_lora
 from harness.types import Sampling
 from tiny_model import make_tiny_model
 
@@ -43,17 +44,17 @@ def tiny_chat(tmp_path_factory) -> HFModel:
 def test_local_directory_resolves_with_its_prompt_format(tiny, tiny_chat):
     assert tiny.spec.prompt_format == "qa" and tiny.spec.source.startswith("local:") and tiny.spec.sha256 is None
     assert tiny_chat.spec.prompt_format == "chat"
-    assert tiny.format_prompt("Hi?") == "Question: Hi?\nAnswer:"
-    assert tiny.format_training_pair("Hi?", "Hello.") == ("Question: Hi?\nAnswer:", " Hello.\n\n")
-    assert tiny.answer_stops == ("\nQuestion:", "\n\n") and tiny_chat.answer_stops == ()
+    assert tiny.prompt_format.question("Hi?") == "Question: Hi?\nAnswer:"
+    assert tiny.prompt_format.training_pair("Hi?", "Hello.") == ("Question: Hi?\nAnswer:", " Hello.\n\n")
+    assert tiny.prompt_format.answer_stops == ("\nQuestion:", "\n\n") and tiny_chat.prompt_format.answer_stops == ()
 
 
 def test_chat_prompt_and_training_pair_follow_the_template(tiny_chat):
-    prompt, completion = tiny_chat.format_training_pair("Hi?", "Hello.")
-    assert prompt == tiny_chat.format_prompt("Hi?") == "<bos><|user|>\nHi?<|end|>\n<|assistant|>\n"
+    prompt, completion = tiny_chat.prompt_format.training_pair("Hi?", "Hello.")
+    assert prompt == tiny_chat.prompt_format.question("Hi?") == "<bos><|user|>\nHi?<|end|>\n<|assistant|>\n"
     assert completion == "Hello.<|end|>\n"
     # The template writes BOS itself: encoding must not add a second one.
-    ids = tiny_chat._encode(prompt)
+    ids = tiny_chat.encode(prompt)
     assert ids.count(tiny_chat.tokenizer.bos_token_id) == 1
 
 
@@ -130,10 +131,10 @@ def test_loglikelihood_is_batch_size_invariant(tiny):
 
 
 def test_train_lora_learns_masks_prompts_and_round_trips_the_adapter(tiny, tmp_path):
-    tiny.set_adapter(None)
     base_fingerprint = tiny.fingerprint()
     base_ll = tiny.loglikelihood(PAIRS)
-    result = tiny.train_lora(PAIRS, tmp_path / "adapter", epochs=30, learning_rate=1e-2, rank=8, batch_size=4,
+    adapter = tmp_path / "adapter"
+    result = train_lora(tiny, PAIRS, adapter, epochs=30, learning_rate=1e-2, rank=8, batch_size=4,
                              max_seq_len=64, seed=0)
     assert result.steps == 30 and len(result.losses) == 30
     assert result.losses[-1] < 0.5 * result.losses[0]
@@ -142,47 +143,56 @@ def test_train_lora_learns_masks_prompts_and_round_trips_the_adapter(tiny, tmp_p
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging dirs left behind
 
-    trained_ll = tiny.loglikelihood(PAIRS)
-    trained_fingerprint = tiny.fingerprint()
+    # The adapter is named per call: no call depends on what the previous one loaded.
+    trained_ll = tiny.loglikelihood(PAIRS, adapter)
+    trained_fingerprint = tiny.fingerprint(adapter)
     assert sum(trained_ll) > sum(base_ll) and trained_fingerprint != base_fingerprint
-
-    tiny.set_adapter(None)
     assert tiny.loglikelihood(PAIRS) == pytest.approx(base_ll, abs=1e-5)
     assert tiny.fingerprint() == base_fingerprint
-    tiny.set_adapter(tmp_path / "adapter")
-    assert tiny.loglikelihood(PAIRS) == pytest.approx(trained_ll, abs=1e-5)
-    assert tiny.fingerprint() == trained_fingerprint
-    tiny.set_adapter(tmp_path / "adapter")  # same adapter again: no stacking
-    assert tiny.loglikelihood(PAIRS) == pytest.approx(trained_ll, abs=1e-5)
+    assert tiny.loglikelihood(PAIRS, adapter) == pytest.approx(trained_ll, abs=1e-5)
+    assert tiny.fingerprint(adapter) == trained_fingerprint
+    assert tiny.loglikelihood(PAIRS, adapter) == pytest.approx(trained_ll, abs=1e-5)  # same again: no stacking
 
     # Continuing from the adapter starts where it left off, and max_steps caps the run.
-    more = tiny.train_lora(PAIRS, tmp_path / "adapter2", epochs=30, learning_rate=1e-2, rank=8, batch_size=2,
+    more = train_lora(tiny, PAIRS, tmp_path / "adapter2", epochs=30, learning_rate=1e-2, rank=8, batch_size=2,
                            max_seq_len=64, seed=1, init_adapter=tmp_path / "adapter", max_steps=3)
     assert more.steps == 3 and more.losses[0] < 0.5 * result.losses[0]
-    tiny.set_adapter(None)
+    assert tiny.loglikelihood(PAIRS) == pytest.approx(base_ll, abs=1e-5)
+
+
+def test_fingerprint_separates_dtypes_devices_and_engines(tmp_path):
+    """A bf16 run must never be served an fp32 run's cached generations: the cache key differs."""
+    from harness.generation import generation_key
+
+    directory = str(make_tiny_model(tmp_path / "m"))
+    fp32, bf16 = load_backend(directory), load_backend(directory, dtype=torch.bfloat16)
+    assert fp32.dtype == "float32" and bf16.dtype == "bfloat16"
+    assert fp32.fingerprint() != bf16.fingerprint()
+    sampling = Sampling(max_new_tokens=4)
+    assert generation_key(fp32.fingerprint(), "Hello", sampling) != generation_key(bf16.fingerprint(), "Hello", sampling)
+    assert fp32.fingerprint() == load_backend(directory).fingerprint()  # stable across loads
+    assert fp32.settings()["device"] == "cpu" and fp32.settings()["dtype"] == "float32"
 
 
 def test_training_truncates_to_max_seq_len(tiny, tmp_path):
-    prompt_len = len(tiny._encode(PAIRS[0][0]))
-    result = tiny.train_lora(PAIRS[:1], tmp_path / "a", epochs=1, learning_rate=1e-3, rank=4, batch_size=1,
+    prompt_len = len(tiny.encode(PAIRS[0][0]))
+    result = train_lora(tiny, PAIRS[:1], tmp_path / "a", epochs=1, learning_rate=1e-3, rank=4, batch_size=1,
                              max_seq_len=prompt_len + 2, seed=0)
     assert result.tokens_trained == 2
     with pytest.raises(HarnessError, match="max_seq_len"):
-        tiny.train_lora(PAIRS[:1], tmp_path / "b", epochs=1, learning_rate=1e-3, rank=4, batch_size=1,
-                        max_seq_len=prompt_len, seed=0)
-    tiny.set_adapter(None)
+        train_lora(tiny, PAIRS[:1], tmp_path / "b", epochs=1, learning_rate=1e-3, rank=4, batch_size=1,
+                   max_seq_len=prompt_len, seed=0)
 
 
 def test_chat_model_trains_on_the_end_of_turn_and_generates(tiny_chat, tmp_path):
-    pairs = [tiny_chat.format_training_pair("Hi?", "Hello.")]
-    result = tiny_chat.train_lora(pairs, tmp_path / "a", epochs=40, learning_rate=2e-2, rank=4, batch_size=1,
+    pairs = [tiny_chat.prompt_format.training_pair("Hi?", "Hello.")]
+    result = train_lora(tiny_chat, pairs, tmp_path / "a", epochs=40, learning_rate=2e-2, rank=4, batch_size=1,
                                   max_seq_len=64, seed=0)
     # The tiny model's frozen random LM head bounds its logits, so the loss cannot approach zero; a large
     # relative drop plus the exact greedy answer show the end-of-turn tokens were learned.
     assert result.losses[-1] < 0.25 * result.losses[0]
-    generation = tiny_chat.generate([pairs[0][0]], Sampling(max_new_tokens=16))[0]
+    generation = tiny_chat.generate([pairs[0][0]], Sampling(max_new_tokens=16), tmp_path / "a")[0]
     assert generation.text == "Hello." and generation.finish == "stop"
-    tiny_chat.set_adapter(None)
 
 
 def test_check_training_fits_rejects_an_absurd_batch(tiny):
@@ -197,7 +207,7 @@ def test_embedded_model_converts_once_then_loads_from_the_cache(name):
     spec = resolve_model(name)
     assert spec.prompt_format == EMBEDDED_MODELS[name].prompt_format and spec.sha256
     model = HFModel(spec)
-    prompt = model.format_prompt("What is the capital of France?")
+    prompt = model.prompt_format.question("What is the capital of France?")
     generation = model.generate([prompt], Sampling(max_new_tokens=16))[0]
     assert generation.n_tokens > 0 and generation.text.strip()
     if spec.prompt_format == "chat":

@@ -62,9 +62,9 @@ class CountingBackend:
     def __init__(self, backend):
         self._backend, self.prompts_generated = backend, 0
 
-    def generate(self, prompts, sampling, batch_size=8, progress=None):
+    def generate(self, prompts, sampling, adapter=None, *, batch_size=8, progress=None):
         self.prompts_generated += len(prompts)
-        return self._backend.generate(prompts, sampling, batch_size=batch_size, progress=progress)
+        return self._backend.generate(prompts, sampling, adapter, batch_size=batch_size, progress=progress)
 
     def __getattr__(self, name):
         return getattr(self._backend, name)

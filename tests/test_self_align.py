@@ -180,13 +180,15 @@ def test_self_align_runs_every_stage_engraves_without_principles_and_resumes(flu
                                                                            monkeypatch):
     principles_file = _short_principles(tmp_path)
     trained_pairs = []
-    real_train = fluent_tiny.train_lora
+    import harness.train.lora as lora
 
-    def observe(pairs, *args, **kwargs):  # records what engraving trains on, then trains for real
+    real_train = lora.train_lora
+
+    def observe(handle, pairs, *args, **kwargs):  # records what engraving trains on, then trains for real
         trained_pairs.extend(pairs)
-        return real_train(pairs, *args, **kwargs)
+        return real_train(handle, pairs, *args, **kwargs)
 
-    monkeypatch.setattr(fluent_tiny, "train_lora", observe)
+    monkeypatch.setattr(lora, "train_lora", observe)
     options = {"principles_file": str(principles_file), "verbose_cloning": True}
     aligned = SelfAlign().align(_context(fluent_tiny, tmp_path, options, shared_cache))
     root = tmp_path / "run" / "artifacts" / "self-align"
@@ -208,7 +210,7 @@ def test_self_align_runs_every_stage_engraves_without_principles_and_resumes(flu
     engraved = [(q, a) for q, a in trained_pairs if "principles" not in q.lower()]
     assert len(engraved) == len(trained_pairs) and trained_pairs
     kept = [r for r in answers if r["kept"]]
-    assert trained_pairs[:len(kept)] == [fluent_tiny.format_training_pair(r["question"], r["answer"]) for r in kept]
+    assert trained_pairs[:len(kept)] == [fluent_tiny.prompt_format.training_pair(r["question"], r["answer"]) for r in kept]
     assert stages["3_engrave"]["trained"] and (root / "3_engrave" / "adapter" / "adapter_config.json").exists()
     # Stage 4 (on here): the engraved model answered again, and the final adapter is the verbose one.
     assert stages["verbose_answers"]["prompts"] == len(answers)
@@ -229,7 +231,6 @@ def test_self_align_runs_every_stage_engraves_without_principles_and_resumes(flu
     principles_file.write_text(SHORT_PRINCIPLES.replace("Answer the question.", "Answer well."))
     with pytest.raises(HarnessError, match="changed since this run started"):
         SelfAlign().align(_context(fluent_tiny, tmp_path, options, shared_cache))
-    fluent_tiny.set_adapter(None)
 
 
 def test_self_align_budget_stops_engraving_and_skips_verbose_cloning(fluent_tiny, shared_cache, tmp_path):
@@ -239,7 +240,6 @@ def test_self_align_budget_stops_engraving_and_skips_verbose_cloning(fluent_tiny
     assert budget["stopped_at_budget"] and budget["tokens_trained"] <= 20
     assert aligned.description["stages"]["4_verbose_train"] == {"trained": False, "reason": "training budget used up"}
     assert aligned.adapter.name == "adapter" and aligned.adapter.parent.name == "3_engrave"
-    fluent_tiny.set_adapter(None)
 
 
 def test_self_align_rejects_unknown_options():

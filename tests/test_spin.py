@@ -13,7 +13,7 @@ from aligners.spin import Spin
 from harness.aligner import AlignContext
 from harness.cli import main
 from harness.errors import HarnessError
-from harness.loop.preference import spin_loss
+from harness.train import spin_loss, train_lora, train_spin
 from harness.models.hf import load_backend
 from harness.store import Cache, RunStore
 from harness.types import Budget, Example
@@ -56,8 +56,8 @@ def test_spin_loss_gradient_raises_the_real_answer_and_lowers_the_generated():
 def _hand_loss(tiny, triples, policy_adapter, reference_adapter, beta):
     """The SPIN loss from log-likelihoods the backend reports through its evaluation path."""
     def lls(adapter):
-        tiny.set_adapter(adapter)
-        return (tiny.loglikelihood([(p, r) for p, r, _ in triples]), tiny.loglikelihood([(p, g) for p, _, g in triples]))
+        return (tiny.loglikelihood([(p, r) for p, r, _ in triples], adapter),
+                tiny.loglikelihood([(p, g) for p, _, g in triples], adapter))
 
     (pol_r, pol_g), (ref_r, ref_g) = lls(policy_adapter), lls(reference_adapter)
     margins = [beta * ((a - b) - (c - d)) for a, b, c, d in zip(pol_r, ref_r, pol_g, ref_g)]
@@ -65,26 +65,24 @@ def _hand_loss(tiny, triples, policy_adapter, reference_adapter, beta):
 
 
 def test_first_step_loss_equals_the_loss_computed_by_hand_on_the_tiny_model(tiny, tmp_path):
-    tiny.train_lora([(p, r) for p, r, _ in TRIPLES], tmp_path / "sft", epochs=5, learning_rate=1e-2, rank=4,
+    train_lora(tiny, [(p, r) for p, r, _ in TRIPLES], tmp_path / "sft", epochs=5, learning_rate=1e-2, rank=4,
                     batch_size=4, max_seq_len=64, seed=0)
     expected = _hand_loss(tiny, TRIPLES, tmp_path / "sft", None, beta=0.1)
     assert expected < math.log(2) - 0.01  # the SFT adapter already prefers the real answers
-    result = tiny.train_spin(TRIPLES, tmp_path / "spin", beta=0.1, reference_adapter=None,
+    result = train_spin(tiny, TRIPLES, tmp_path / "spin", beta=0.1, reference_adapter=None,
                              init_adapter=tmp_path / "sft", epochs=1, learning_rate=1e-3, rank=4, batch_size=4,
                              max_seq_len=64, seed=0)
     assert result.steps == 1 and result.losses[0] == pytest.approx(expected, abs=1e-4)
     # SPIN proper: the policy starts as the reference, so the first loss is log 2.
-    again = tiny.train_spin(TRIPLES, tmp_path / "spin2", beta=0.1, reference_adapter=tmp_path / "sft",
+    again = train_spin(tiny, TRIPLES, tmp_path / "spin2", beta=0.1, reference_adapter=tmp_path / "sft",
                             init_adapter=tmp_path / "sft", epochs=1, learning_rate=1e-3, rank=4, batch_size=4,
                             max_seq_len=64, seed=0)
     assert again.losses[0] == pytest.approx(math.log(2), abs=1e-4)
-    tiny.set_adapter(None)
 
 
 def test_spin_loss_falls_over_steps_and_the_real_answers_gain(tiny, tmp_path):
-    tiny.set_adapter(None)
     before = _hand_loss(tiny, TRIPLES, None, None, beta=0.1)
-    result = tiny.train_spin(TRIPLES, tmp_path / "spin", beta=0.1, reference_adapter=None, init_adapter=None,
+    result = train_spin(tiny, TRIPLES, tmp_path / "spin", beta=0.1, reference_adapter=None, init_adapter=None,
                              epochs=12, learning_rate=1e-2, rank=8, batch_size=2, max_seq_len=64, seed=0)
     assert result.steps == 24 and before == pytest.approx(math.log(2), abs=1e-6)
     assert result.losses[0] == pytest.approx(math.log(2), abs=1e-4)
@@ -92,7 +90,6 @@ def test_spin_loss_falls_over_steps_and_the_real_answers_gain(tiny, tmp_path):
     assert result.reward_accuracy[-1] == 1.0 and result.reward_margin[-1] > 0
     # The saved adapter is the trained policy: the loss computed by hand from it is low too.
     assert _hand_loss(tiny, TRIPLES, tmp_path / "spin", None, beta=0.1) < 0.5 * math.log(2)
-    tiny.set_adapter(None)
 
 
 def _context(backend, tmp_path, iterations=2, **budget):
@@ -130,7 +127,6 @@ def test_spin_aligner_writes_each_iteration_and_resumes(tiny, tmp_path):
     again = Spin().align(_context(tiny, tmp_path))
     assert again.description == aligned.description
     assert (again.adapter / "adapter_model.safetensors").read_bytes() == adapter_bytes
-    tiny.set_adapter(None)
 
 
 def test_spin_aligner_rejects_unknown_options_and_bad_beta(tiny, tmp_path):

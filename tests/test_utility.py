@@ -176,7 +176,7 @@ def test_scores_come_from_the_cache_on_a_second_call(tiny, subset, tmp_path):
         def __getattr__(self, name):
             return getattr(tiny, name)
 
-        def loglikelihood(self, pairs, batch_size=8):
+        def loglikelihood(self, pairs, adapter=None, *, batch_size=8):
             raise AssertionError("must be served from the cache")
 
     assert mmlu_loglikelihoods(AlignedModel(Refusing()), questions, Cache(tmp_path)) == first

@@ -94,14 +94,14 @@ class EmbeddedPairwiseJudge:
         self.max_output_chars = max_output_chars
         self.max_instruction_chars = max_instruction_chars
         # A chat model answers right after its assistant header; a plain LM after "Answer:" and a space.
-        prefix = "" if backend.prompt_format == "chat" else " "
+        prefix = "" if backend.prompt_format.is_chat else " "
         self.letter_ids = (self._first_token(prefix + "A"), self._first_token(prefix + "B"))
         if self.letter_ids[0] == self.letter_ids[1]:
             raise HarnessError(f"judge model {model}: the letters A and B share a first token; choose another model")
-        # bfloat16 on a GPU scores slightly differently from float32 on a CPU: keep their caches apart.
-        dtype = str(getattr(backend.model, "dtype", "float32")).removeprefix("torch.")
-        self.model_fingerprint = (backend.fingerprint() if dtype == "float32"
-                                  else hash_json([backend.fingerprint(), dtype]))
+        # bfloat16 on a GPU scores slightly differently from float32 on a CPU: keep their caches apart. (This
+        # form predates `Backend.fingerprint`; it is kept so the judge's version, and runs judged by it, stay.)
+        weights = hash_json({"base": backend.weights_hash(), "adapter": None})
+        self.model_fingerprint = weights if backend.dtype == "float32" else hash_json([weights, backend.dtype])
         self.version = hash_json({"model": self.model_fingerprint, "prompt": COMPARISON_PROMPT,
                                   "letters": self.letter_ids, "limits": [max_instruction_chars, max_output_chars],
                                   "both_orders": self.both_orders})[:12]
@@ -116,7 +116,7 @@ class EmbeddedPairwiseJudge:
     def comparison_prompt(self, instruction: str, a: str, b: str) -> str:
         question = COMPARISON_PROMPT.format(instruction=clip(instruction, self.max_instruction_chars),
                                             a=clip(a, self.max_output_chars), b=clip(b, self.max_output_chars))
-        return self.backend.format_prompt(question)
+        return self.backend.prompt_format.question(question)
 
     def prefer(self, instructions: list[str], first: list[str], second: list[str]) -> list[Preference]:
         if not len(instructions) == len(first) == len(second):
@@ -151,14 +151,15 @@ class EmbeddedPairwiseJudge:
             else:
                 self._scores[prompt] = LetterScore(*cached)
         backend = self.backend
-        encoded = {p: backend._encode(p) for p in todo}
+        encoded = {p: backend.encode(p) for p in todo}
+        model = backend.module(None)
         todo.sort(key=lambda p: -len(encoded[p]))  # similar lengths share a batch: less padding
         with progress.bar(len(todo), f"{self.name}: compare") as bar, torch.inference_mode():
             for start in range(0, len(todo), self.batch_size):
                 chunk = todo[start:start + self.batch_size]
-                input_ids, attention_mask = backend._left_pad([encoded[p] for p in chunk])
+                input_ids, attention_mask = backend.left_pad([encoded[p] for p in chunk])
                 position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-                logits = backend.model(input_ids=input_ids, attention_mask=attention_mask,
+                logits = model(input_ids=input_ids, attention_mask=attention_mask,
                                        position_ids=position_ids, logits_to_keep=1, use_cache=False).logits
                 logp = torch.log_softmax(logits[:, -1].float(), dim=-1)[:, list(self.letter_ids)].tolist()
                 for prompt, (logp_a, logp_b) in zip(chunk, logp):

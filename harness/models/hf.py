@@ -1,4 +1,4 @@
-"""The `hf` backend: transformers on CPU or GPU, LoRA adapters through peft.
+"""The `hf` backend: transformers on CPU or GPU, LoRA adapters through peft (see harness/models/backend.py).
 
 Batches are always LEFT-padded with explicit position ids, for generation and for scoring alike: the
 tokens being scored (a continuation, or a training completion) then sit at the right end of every row,
@@ -11,12 +11,11 @@ import math
 import os
 import shutil
 import tempfile
-import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,82 +25,13 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, GenerationConfig,
 from harness.errors import HarnessError
 from harness.progress import no_loading_bars
 from harness.hashing import hash_dir, hash_json
+from harness.models.backend import Generation, Progress
 from harness.models.embedded import ModelSpec, resolve_model
+from harness.models.prompt_format import PromptFormat
 from harness.types import Sampling
 
 # peft calls a transformers method that transformers deprecates; the warning says nothing to our users.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-
-Progress = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class Generation:
-    text: str  # the continuation only, cut before the first stop string
-    n_tokens: int  # tokens generated (up to the stop string or EOS, inclusive)
-    finish: str  # "stop" (stop string or EOS) or "length"
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    losses: list[float]  # mean completion-token loss of each optimizer step
-    tokens_trained: int  # completion tokens that carried loss, summed over steps
-    steps: int
-    wall_s: float
-    stopped_at_budget: bool = False  # training ended early because max_tokens was reached
-
-
-@dataclass(frozen=True)
-class SpinResult(TrainResult):
-    # Per step: the share of pairs whose real answer gained more log-likelihood ratio than the generated
-    # one, and the mean of beta x (ratio of real - ratio of generated).
-    reward_accuracy: list[float] = field(default_factory=list)
-    reward_margin: list[float] = field(default_factory=list)
-
-
-class BudgetedBatches:
-    """Shuffled batches of row indices: `epochs` passes, at most `max_steps` batches, cut where one more
-    row would cross `max_tokens` trained tokens (then `stopped_at_budget` is set and no batch follows)."""
-
-    def __init__(self, token_counts: Sequence[int], batch_size: int, epochs: int, seed: int,
-                 max_steps: int | None = None, max_tokens: int | None = None) -> None:
-        self.token_counts = list(token_counts)
-        self.batch_size = batch_size
-        self.steps = epochs * math.ceil(len(self.token_counts) / batch_size)
-        if max_steps is not None:
-            self.steps = min(self.steps, max_steps)
-        self.seed = seed
-        self.max_tokens = max_tokens
-        self.tokens = 0
-        self.stopped_at_budget = False
-
-    def _fitting(self, batch: list[int]) -> list[int]:
-        if self.max_tokens is None:
-            return batch
-        used = self.tokens
-        for count, index in enumerate(batch):
-            used += self.token_counts[index]
-            if used > self.max_tokens:
-                self.stopped_at_budget = True
-                return batch[:count]
-        return batch
-
-    def __iter__(self):
-        shuffle = torch.Generator().manual_seed(self.seed)
-        taken = 0
-        while taken < self.steps:
-            order = torch.randperm(len(self.token_counts), generator=shuffle).tolist()
-            for start in range(0, len(order), self.batch_size):
-                if taken >= self.steps:
-                    return
-                batch = self._fitting(order[start:start + self.batch_size])
-                if not batch:
-                    return
-                self.tokens += sum(self.token_counts[i] for i in batch)
-                taken += 1
-                yield batch
-                if self.stopped_at_budget:
-                    return
 
 
 @contextmanager
@@ -157,21 +87,24 @@ def _available_memory_bytes(device: torch.device) -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
+def default_dtype(device: torch.device) -> torch.dtype:
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
 class HFModel:
-    """A causal LM from a local directory (see `resolve_model`), with an optional active LoRA adapter."""
+    """A causal LM from a local directory (see `resolve_model`). Each call names its LoRA adapter (or None);
+    the last one used stays loaded, so consecutive calls with the same adapter do not reload it."""
 
     description = "transformers on CPU or GPU; LoRA adapters via peft"
 
-    def __init__(self, spec: ModelSpec, device: str | None = None):
+    def __init__(self, spec: ModelSpec, device: str | None = None, dtype: torch.dtype | None = None):
         from peft import PeftModel  # noqa: F401  (fail at load time, not mid-run, if peft is missing)
 
         self.spec = spec
-        self.prompt_format = spec.prompt_format
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if self.device.type == "cuda":
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        else:
-            dtype = torch.float32
+        dtype = dtype or default_dtype(self.device)
         try:
             with no_loading_bars():
                 self.tokenizer = AutoTokenizer.from_pretrained(spec.path)
@@ -182,8 +115,11 @@ class HFModel:
         self._base = base.to(self.device).eval()
         self._base.requires_grad_(False)
         self.model: torch.nn.Module = self._base  # the base itself, or a PeftModel wrapping it
-        self._adapter_hash: str | None = None
+        self._adapter_hash: str | None = None  # content hash of the adapter loaded in self.model
+        self._adapter_hashes: dict[tuple[str, int], str] = {}  # (path, mtime) -> content hash
         self._base_hash: str | None = None
+        self.prompt_format = PromptFormat(spec.prompt_format, self.tokenizer if spec.prompt_format == "chat" else None,
+                                          self.tokenizer.eos_token or "")
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self.pad_id = int(self.tokenizer.pad_token_id)
@@ -198,37 +134,9 @@ class HFModel:
             ids.append(self.tokenizer.eos_token_id)
         return sorted(set(int(i) for i in ids))
 
-    # ----- prompts -----------------------------------------------------------------------------------
-
-    def format_prompt(self, question: str) -> str:
-        if self.prompt_format == "chat":
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": question}],
-                                                      tokenize=False, add_generation_prompt=True)
-        return f"Question: {question}\nAnswer:"
-
-    @property
-    def answer_stops(self) -> tuple[str, ...]:
-        return () if self.prompt_format == "chat" else ("\nQuestion:", "\n\n")
-
-    def format_training_pair(self, question: str, answer: str) -> tuple[str, str]:
-        """(prompt, completion): the completion is the answer plus the marker that ends it.
-
-        qa: " answer\\n\\n" (the blank line is what `answer_stops` stops on, and what separates few-shot
-        examples). chat: whatever the template writes after the generation prompt for an assistant turn,
-        i.e. the answer and the end-of-turn token(s), with no extra leading space.
-        """
-        prompt = self.format_prompt(question)
-        if self.prompt_format != "chat":
-            return prompt, f" {answer}\n\n"
-        full = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}, {"role": "assistant", "content": answer}], tokenize=False)
-        if full.startswith(prompt) and answer in full[len(prompt):]:
-            return prompt, full[len(prompt):]
-        return prompt, answer + (self.tokenizer.eos_token or "")
-
     # ----- tokenization ------------------------------------------------------------------------------
 
-    def _encode(self, text: str, special: bool = True) -> list[int]:
+    def encode(self, text: str, special: bool = True) -> list[int]:
         """Token ids; special tokens (BOS) are added unless the text already starts with BOS (chat templates)."""
         bos = self.tokenizer.bos_token
         if special and bos and text.startswith(bos):
@@ -246,18 +154,18 @@ class HFModel:
         """
         stripped = context.rstrip()
         continuation = context[len(stripped):] + continuation
-        context_ids = self._encode(stripped)
-        whole = self._encode(stripped + continuation)
+        context_ids = self.encode(stripped)
+        whole = self.encode(stripped + continuation)
         if whole[:len(context_ids)] == context_ids and len(whole) > len(context_ids):
             continuation_ids = whole[len(context_ids):]
         else:
-            continuation_ids = self._encode(continuation, special=False)
+            continuation_ids = self.encode(continuation, special=False)
         if not context_ids:  # nothing to condition on: start from BOS (or EOS), as lm-eval does
             fallback = self.tokenizer.bos_token_id
             context_ids = [fallback if fallback is not None else self.eos_ids[0]]
         return context_ids, continuation_ids
 
-    def _left_pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def left_pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -269,10 +177,11 @@ class HFModel:
 
     # ----- generation --------------------------------------------------------------------------------
 
-    def generate(self, prompts: list[str], sampling: Sampling, batch_size: int = 8,
-                 progress: Progress | None = None) -> list[Generation]:
+    def generate(self, prompts: list[str], sampling: Sampling, adapter: Path | None = None, *,
+                 batch_size: int = 8, progress: Progress | None = None) -> list[Generation]:
         """One generation per prompt, in input order. Batches group prompts of similar token length."""
-        encoded = [self._encode(p) for p in prompts]
+        self._use(adapter)
+        encoded = [self.encode(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # longest first: OOM shows early
         results: list[Generation | None] = [None] * len(prompts)
         for start in range(0, len(order), max(1, batch_size)):
@@ -294,7 +203,7 @@ class HFModel:
         )
 
     def _generate_batch(self, rows: list[list[int]], sampling: Sampling) -> list[Generation]:
-        input_ids, attention_mask = self._left_pad(rows)
+        input_ids, attention_mask = self.left_pad(rows)
         prompt_len = input_ids.shape[1]
         stopper = _StopStrings(self.tokenizer, sampling.stop, prompt_len)
         # The seed depends on the batch's content, so the same prompts give the same samples on rerun.
@@ -319,10 +228,10 @@ class HFModel:
 
     # ----- scoring -----------------------------------------------------------------------------------
 
-    def _continuation_logprobs(self, model: torch.nn.Module, rows: Sequence[tuple[list[int], int]]) -> torch.Tensor:
+    def continuation_logprobs(self, model: torch.nn.Module, rows: Sequence[tuple[list[int], int]]) -> torch.Tensor:
         """Log-probs of the last `n` tokens of each row (row = (token ids, n)), concatenated in row order."""
         inputs = [ids[:-1] for ids, _n in rows]  # position t predicts token t + 1
-        input_ids, attention_mask = self._left_pad(inputs)
+        input_ids, attention_mask = self.left_pad(inputs)
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         keep = max(n for _ids, n in rows)
         try:
@@ -339,8 +248,10 @@ class HFModel:
         scored = targets != -100
         return -F.cross_entropy(logits[scored].float(), targets[scored], reduction="none")
 
-    def loglikelihood(self, pairs: list[tuple[str, str]], batch_size: int = 8) -> list[float]:
+    def loglikelihood(self, pairs: list[tuple[str, str]], adapter: Path | None = None, *,
+                      batch_size: int = 8) -> list[float]:
         """Sum of log-probabilities of each continuation given its context."""
+        self._use(adapter)
         rows = []
         for context, continuation in pairs:
             context_ids, continuation_ids = self._encode_pair(context, continuation)
@@ -352,7 +263,7 @@ class HFModel:
                 chunk = [i for i in order[start:start + max(1, batch_size)] if rows[i][1] > 0]
                 if not chunk:
                     continue
-                logprobs = self._continuation_logprobs(self.model, [rows[i] for i in chunk]).tolist()
+                logprobs = self.continuation_logprobs(self.model, [rows[i] for i in chunk]).tolist()
                 offset = 0
                 for i in chunk:
                     n = rows[i][1]
@@ -362,6 +273,18 @@ class HFModel:
 
     # ----- adapters ----------------------------------------------------------------------------------
 
+    def adapter_hash(self, path: Path | None) -> str | None:
+        """Content hash of an adapter directory (memoised per path and modification time)."""
+        if path is None:
+            return None
+        path = Path(path)
+        if not (path / "adapter_config.json").exists():
+            raise HarnessError(f"{path} holds no LoRA adapter (adapter_config.json is missing)")
+        key = (str(path.resolve()), (path / "adapter_config.json").stat().st_mtime_ns)
+        if key not in self._adapter_hashes:
+            self._adapter_hashes[key] = hash_dir(path)
+        return self._adapter_hashes[key]
+
     def _drop_adapter(self) -> None:
         from peft import PeftModel
 
@@ -370,37 +293,50 @@ class HFModel:
         self.model = self._base
         self._adapter_hash = None
 
-    def set_adapter(self, path: Path | None) -> None:
-        """Activate the LoRA adapter saved at `path` on the base weights, or none (plain base model)."""
+    def _use(self, path: Path | None) -> None:
+        """Load the adapter at `path` on the base weights (None: the plain base), unless it already is."""
         from peft import PeftModel
 
-        if path is None:
-            self._drop_adapter()
-            return
-        path = Path(path)
-        if not (path / "adapter_config.json").exists():
-            raise HarnessError(f"{path} holds no LoRA adapter (adapter_config.json is missing)")
-        digest = hash_dir(path)
-        if digest == self._adapter_hash:
+        digest = self.adapter_hash(path)
+        if digest == self._adapter_hash and (path is not None or self.model is self._base):
             return
         self._drop_adapter()
-        self.model = PeftModel.from_pretrained(self._base, path, is_trainable=False).eval()
-        self._adapter_hash = digest
+        if path is not None:
+            self.model = PeftModel.from_pretrained(self._base, Path(path), is_trainable=False).eval()
+            self._adapter_hash = digest
 
-    def fingerprint(self) -> str:
-        """Identifies base weights + active adapter (by content), for cache keys."""
+    def module(self, adapter: Path | None = None) -> torch.nn.Module:
+        """The torch module with `adapter` loaded, for callers that run it themselves (e.g. letter-scoring judges)."""
+        self._use(adapter)
+        return self.model
+
+    def weights_hash(self) -> str:
+        """Identifies the base weights: the source file's hash, the pinned hub revision, or the files' hash."""
         if self._base_hash is None:
-            self._base_hash = self._weights_hash()
-        return hash_json({"base": self._base_hash, "adapter": self._adapter_hash})
+            if self.spec.sha256:  # converted from a GGUF file we hashed
+                self._base_hash = f"{self.spec.source}#{self.spec.sha256}"
+            elif self.spec.source.startswith("hf:"):  # pinned to the snapshot's commit
+                self._base_hash = self.spec.source
+            else:
+                self._base_hash = hash_dir(self.spec.path)
+        return self._base_hash
 
-    def _weights_hash(self) -> str:
-        if self.spec.sha256:  # converted from a GGUF file we hashed
-            return f"{self.spec.source}#{self.spec.sha256}"
-        if self.spec.source.startswith("hf:"):  # pinned to the snapshot's commit
-            return self.spec.source
-        return hash_dir(self.spec.path)
+    @property
+    def dtype(self) -> str:
+        return str(self._base.dtype).removeprefix("torch.")
 
-    # ----- training ----------------------------------------------------------------------------------
+    def fingerprint(self, adapter: Path | None = None) -> str:
+        """Base weights + adapter (by content) + dtype + device kind + engine versions, for cache keys."""
+        return hash_json({"base": self.weights_hash(), "adapter": self.adapter_hash(adapter), "dtype": self.dtype,
+                          "device": self.device.type, "engine": "transformers",
+                          "versions": [version("transformers"), version("torch"), version("peft")]})
+
+    def settings(self) -> dict[str, str]:
+        """What the manifest records about this backend."""
+        return {"backend": "hf", "engine": f"transformers {version('transformers')}", "torch": version("torch"),
+                "dtype": self.dtype, "device": self.device.type}
+
+    # ----- support for harness.train: a trainable copy of the model, and saving what it learned ------
 
     def estimate_training_bytes(self, batch_size: int, max_seq_len: int) -> int:
         """Rough peak memory that LoRA training needs on top of the loaded weights."""
@@ -428,7 +364,7 @@ class HFModel:
                 f"--set max_seq_len=N"
             )
 
-    def _training_rows(self, pairs: list[tuple[str, str]], max_seq_len: int) -> list[tuple[list[int], int]]:
+    def training_rows(self, pairs: list[tuple[str, str]], max_seq_len: int) -> list[tuple[list[int], int]]:
         """(token ids, number of completion tokens) per pair, cut to max_seq_len from the right.
 
         Prompt and completion are encoded separately, so the loss mask sits exactly on the completion.
@@ -436,14 +372,14 @@ class HFModel:
         """
         rows = []
         for prompt, completion in pairs:
-            prompt_ids = self._encode(prompt)
-            ids = (prompt_ids + self._encode(completion, special=False))[:max_seq_len]
+            prompt_ids = self.encode(prompt)
+            ids = (prompt_ids + self.encode(completion, special=False))[:max_seq_len]
             n = min(len(ids) - len(prompt_ids), len(ids) - 1)  # the first token has no prediction
             if n > 0:
                 rows.append((ids, n))
         return rows
 
-    def _trainable(self, rank: int, seed: int, init_adapter: Path | None) -> torch.nn.Module:
+    def trainable(self, rank: int, seed: int, init_adapter: Path | None) -> torch.nn.Module:
         from peft import LoraConfig, PeftModel, get_peft_model
 
         self._drop_adapter()  # never stack: start from the plain base every time
@@ -457,125 +393,22 @@ class HFModel:
         self.model = model
         return model
 
-    def train_lora(self, pairs: list[tuple[str, str]], out_dir: Path, *, epochs: int, learning_rate: float,
-                   rank: int, batch_size: int, max_seq_len: int, seed: int, init_adapter: Path | None = None,
-                   max_steps: int | None = None, max_tokens: int | None = None,
-                   progress: Progress | None = None) -> TrainResult:
-        """LoRA SFT with loss on completion tokens only; saves the adapter to out_dir and activates it.
-
-        Steps = epochs x ceil(len(pairs) / batch_size), capped at max_steps. `init_adapter` continues an
-        existing adapter (its own rank applies); otherwise a fresh one (alpha = 2 x rank) on all linear
-        projections of attention and MLP. `max_tokens` caps the completion tokens trained on: a batch that
-        would cross it keeps only the rows that fit, and training stops there (`stopped_at_budget`), so
-        the cap is never exceeded. Even with no step taken, an adapter (the initial one) is saved.
-        """
-        started = time.perf_counter()
-        self.check_training_fits(batch_size, max_seq_len)
-        rows = self._training_rows(pairs, max_seq_len)
-        if not rows:
-            raise HarnessError(f"no training pair has a completion within max_seq_len={max_seq_len}; raise it")
-        model = self._trainable(rank, seed, init_adapter)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-        schedule = BudgetedBatches([n for _ids, n in rows], batch_size, epochs, seed, max_steps, max_tokens)
-        losses: list[float] = []
-        model.train()
-        try:
-            for batch in schedule:
-                logprobs = self._continuation_logprobs(model, [rows[i] for i in batch])
-                loss = -logprobs.mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                losses.append(float(loss.detach()))
-                if progress:
-                    progress(1)
-        finally:
-            model.eval()
-        self._save_adapter(model, Path(out_dir))
-        return TrainResult(losses=losses, tokens_trained=schedule.tokens, steps=len(losses),
-                           wall_s=time.perf_counter() - started, stopped_at_budget=schedule.stopped_at_budget)
-
-    def _row_logprob_sums(self, model: torch.nn.Module, rows: Sequence[tuple[list[int], int]]) -> torch.Tensor:
+    def row_logprob_sums(self, model: torch.nn.Module, rows: Sequence[tuple[list[int], int]]) -> torch.Tensor:
         """Summed log-probability of each row's scored tokens, one value per row."""
-        logprobs = self._continuation_logprobs(model, rows)
+        logprobs = self.continuation_logprobs(model, rows)
         return torch.stack([chunk.sum() for chunk in logprobs.split([n for _ids, n in rows])])
 
-    def _reference_logprobs(self, pairs: Sequence[tuple[tuple[list[int], int], tuple[list[int], int]]],
-                            reference_adapter: Path | None, batch_size: int) -> torch.Tensor:
-        """(n, 2) summed log-probs of (real, generated) under the frozen reference model."""
-        self.set_adapter(reference_adapter)
-        rows = [row for pair in pairs for row in pair]
+    def frozen_row_logprob_sums(self, rows: Sequence[tuple[list[int], int]], adapter: Path | None,
+                                batch_size: int) -> torch.Tensor:
+        """`row_logprob_sums` under a frozen model (base + `adapter`), without gradients, in batches."""
+        self._use(adapter)
         sums = []
         with torch.inference_mode():
             for start in range(0, len(rows), max(1, batch_size)):
-                sums.append(self._row_logprob_sums(self.model, rows[start:start + max(1, batch_size)]))
-        return torch.cat(sums).view(-1, 2).float()
+                sums.append(self.row_logprob_sums(self.model, rows[start:start + max(1, batch_size)]))
+        return torch.cat(sums) if sums else torch.zeros(0)
 
-    def train_spin(self, triples: list[tuple[str, str, str]], out_dir: Path, *, beta: float,
-                   reference_adapter: Path | None, init_adapter: Path | None, epochs: int, learning_rate: float,
-                   rank: int, batch_size: int, max_seq_len: int, seed: int, max_tokens: int | None = None,
-                   progress: Progress | None = None) -> SpinResult:
-        """Self-play fine-tuning on (prompt, real completion, generated completion) triples.
-
-        The reference (`reference_adapter` on the base, or the plain base) is frozen: its log-probs are
-        computed once up front. The policy starts from `init_adapter` (SPIN: the previous iterate, the
-        same as the reference) or a fresh LoRA, which equals the base model until it is trained. A step
-        takes `batch_size` triples in micro-batches of batch_size // 2 (two rows each, so a forward pass
-        is no wider than an SFT step). Tokens trained count the completion tokens of both answers;
-        `max_tokens` caps them as in `train_lora`.
-        """
-        from harness.loop.preference import spin_loss
-
-        started = time.perf_counter()
-        self.check_training_fits(batch_size, max_seq_len)
-        pairs = []
-        for prompt, real, generated in triples:
-            rows = self._training_rows([(prompt, real), (prompt, generated)], max_seq_len)
-            if len(rows) == 2:
-                pairs.append((rows[0], rows[1]))
-        if not pairs:
-            raise HarnessError(f"no SPIN pair has both answers within max_seq_len={max_seq_len}; raise it")
-        reference = self._reference_logprobs(pairs, reference_adapter, batch_size).to(self.device)
-        model = self._trainable(rank, seed, init_adapter)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-        counts = [real[1] + generated[1] for real, generated in pairs]
-        schedule = BudgetedBatches(counts, batch_size, epochs, seed, max_tokens=max_tokens)
-        micro = max(1, batch_size // 2)
-        losses: list[float] = []
-        accuracy: list[float] = []
-        margins: list[float] = []
-        model.train()
-        try:
-            for batch in schedule:
-                optimizer.zero_grad(set_to_none=True)
-                step_loss = step_accuracy = step_margin = 0.0
-                for chunk_start in range(0, len(batch), micro):
-                    chunk = batch[chunk_start:chunk_start + micro]
-                    policy = self._row_logprob_sums(model, [row for i in chunk for row in pairs[i]]).view(-1, 2)
-                    out = spin_loss(policy[:, 0], policy[:, 1], reference[chunk, 0], reference[chunk, 1], beta)
-                    share = len(chunk) / len(batch)
-                    (out.loss * share).backward()
-                    step_loss += float(out.loss.detach()) * share
-                    step_accuracy += out.reward_accuracy * share
-                    step_margin += out.reward_margin * share
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                losses.append(step_loss)
-                accuracy.append(step_accuracy)
-                margins.append(step_margin)
-                if progress:
-                    progress(1)
-        finally:
-            model.eval()
-        self._save_adapter(model, Path(out_dir))
-        return SpinResult(losses=losses, tokens_trained=schedule.tokens, steps=len(losses),
-                          wall_s=time.perf_counter() - started, stopped_at_budget=schedule.stopped_at_budget,
-                          reward_accuracy=accuracy, reward_margin=margins)
-
-    def _save_adapter(self, model: torch.nn.Module, out_dir: Path) -> None:
+    def save_adapter(self, model: torch.nn.Module, out_dir: Path) -> None:
         """Writes the adapter atomically (a kill never leaves half of one) and records its hash as the active one."""
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
@@ -593,9 +426,9 @@ class HFModel:
         self._adapter_hash = hash_dir(out_dir)
 
 
-def load_backend(spec: ModelSpec | str, device: str | None = None) -> HFModel:
+def load_backend(spec: ModelSpec | str, device: str | None = None, dtype: torch.dtype | None = None) -> HFModel:
     """An HFModel for a ModelSpec or anything `resolve_model` accepts."""
-    return HFModel(resolve_model(spec) if isinstance(spec, str) else spec, device=device)
+    return HFModel(resolve_model(spec) if isinstance(spec, str) else spec, device=device, dtype=dtype)
 
 
-__all__ = ["Generation", "HFModel", "SpinResult", "TrainResult", "load_backend"]
+__all__ = ["Generation", "HFModel", "load_backend"]

@@ -1,0 +1,112 @@
+"""LoRA supervised fine-tuning with the loss on completion tokens only, and its resumable wrapper.
+
+`train_lora` takes a model handle (an `HFModel`) and question/answer pairs already formatted as
+(prompt, completion), trains a LoRA adapter and saves it as a standard PEFT directory. `finetune` trains
+`Example`s into `out_dir/adapter` and reuses a finished directory instead of training again.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from harness.errors import HarnessError
+from harness.store import write_json_atomic
+from harness.train.schedule import BudgetedBatches
+from harness.types import Budget, Example
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    losses: list[float]  # mean completion-token loss of each optimizer step
+    tokens_trained: int  # completion tokens that carried loss, summed over steps
+    steps: int
+    wall_s: float
+    stopped_at_budget: bool = False  # training ended early because max_tokens was reached
+
+
+@dataclass(frozen=True)
+class SftOutcome:
+    adapter: Path
+    tokens_trained: int
+    steps: int
+    first_loss: float
+    last_loss: float
+    wall_s: float
+    resumed: bool
+    stopped_at_budget: bool = False
+
+
+def optimizer_for(model: torch.nn.Module, learning_rate: float) -> tuple[list[torch.nn.Parameter], torch.optim.Optimizer]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return params, torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+
+
+def train_lora(handle: Any, pairs: list[tuple[str, str]], out_dir: Path, *, epochs: int, learning_rate: float,
+               rank: int, batch_size: int, max_seq_len: int, seed: int, init_adapter: Path | None = None,
+               max_steps: int | None = None, max_tokens: int | None = None,
+               progress: Progress | None = None) -> TrainResult:
+    """LoRA SFT on (prompt, completion) pairs; saves the adapter to out_dir.
+
+    Steps = epochs x ceil(len(pairs) / batch_size), capped at max_steps. `init_adapter` continues an
+    existing adapter (its own rank applies); otherwise a fresh one (alpha = 2 x rank) on all linear
+    projections of attention and MLP. `max_tokens` caps the completion tokens trained on: a batch that
+    would cross it keeps only the rows that fit, and training stops there (`stopped_at_budget`), so
+    the cap is never exceeded. Even with no step taken, an adapter (the initial one) is saved.
+    """
+    started = time.perf_counter()
+    handle.check_training_fits(batch_size, max_seq_len)
+    rows = handle.training_rows(pairs, max_seq_len)
+    if not rows:
+        raise HarnessError(f"no training pair has a completion within max_seq_len={max_seq_len}; raise it")
+    model = handle.trainable(rank, seed, init_adapter)
+    params, optimizer = optimizer_for(model, learning_rate)
+    schedule = BudgetedBatches([n for _ids, n in rows], batch_size, epochs, seed, max_steps, max_tokens)
+    losses: list[float] = []
+    model.train()
+    try:
+        for batch in schedule:
+            loss = -handle.continuation_logprobs(model, [rows[i] for i in batch]).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            if progress:
+                progress(1)
+    finally:
+        model.eval()
+    handle.save_adapter(model, Path(out_dir))
+    return TrainResult(losses=losses, tokens_trained=schedule.tokens, steps=len(losses),
+                       wall_s=time.perf_counter() - started, stopped_at_budget=schedule.stopped_at_budget)
+
+
+def finetune(handle: Any, examples: list[Example], out_dir: Path, budget: Budget, seed: int,
+             init_adapter: Path | None = None, max_tokens: int | None = None) -> SftOutcome:
+    """Train a LoRA adapter into out_dir/adapter; a finished directory is reused, not retrained.
+
+    `max_tokens` caps the completion tokens trained on (see `train_lora`).
+    """
+    adapter, summary_path = out_dir / "adapter", out_dir / "train.json"
+    if adapter.exists() and summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        return SftOutcome(adapter=adapter, resumed=True, **summary)
+    pairs = [handle.prompt_format.training_pair(e.question, e.answer) for e in examples]
+    result = train_lora(
+        handle, pairs, adapter, epochs=budget.epochs, learning_rate=budget.learning_rate, rank=budget.lora_rank,
+        batch_size=budget.batch_size, max_seq_len=budget.max_seq_len, seed=seed, init_adapter=init_adapter,
+        max_tokens=max_tokens,
+    )
+    summary = {"tokens_trained": result.tokens_trained, "steps": result.steps,
+               "first_loss": result.losses[0] if result.losses else float("nan"),
+               "last_loss": result.losses[-1] if result.losses else float("nan"),
+               "wall_s": round(result.wall_s, 3), "stopped_at_budget": result.stopped_at_budget}
+    write_json_atomic(out_dir / "losses.json", result.losses)
+    write_json_atomic(summary_path, summary)
+    return SftOutcome(adapter=adapter, resumed=False, **summary)
