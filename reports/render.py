@@ -45,25 +45,34 @@ def header(board: Leaderboard, percent: dict[str, bool]) -> list[str]:
             + ["wall time (s)", "tokens generated", "tokens trained", "mean rank ↓", "mean win rate ↑"])
 
 
+def escape_markdown(text: object) -> str:
+    """Text from outside (model and aligner names, settings, labels, paths) made safe to quote in Markdown:
+    it cannot open HTML tags or split a table cell, and stays on one line."""
+    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    return " ".join(text.splitlines())
+
+
 def to_markdown(board: Leaderboard, title: str = "Leaderboard") -> str:
     percent = percent_columns(board)
-    head = header(board, percent)
-    lines = [f"# {title}", "",
+    head = [escape_markdown(cell) for cell in header(board, percent)]
+    lines = [f"# {escape_markdown(title)}", "",
              "Each cell: value [95% CI]. ↓ lower is better, ↑ higher is better. Mean rank and mean win rate are "
              "taken per headline metric, averaged within each benchmark, then across benchmarks (comparable rows "
              "only).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in board.rows:
         cells = [format_metric(row.cells.get(c.key), percent[c.key]) for c in board.columns]
-        flag = "yes" if row.comparable else f"**no**: {row.setting}"
-        lines.append("| " + " | ".join([row.model, row.name, flag] + cells + format_cost(row)
+        flag = "yes" if row.comparable else f"**no**: {escape_markdown(row.setting)}"
+        lines.append("| " + " | ".join([escape_markdown(row.model), escape_markdown(row.name), flag] + cells
+                                       + format_cost(row)
                                        + [format_score(row.mean_rank), format_score(row.mean_win_rate)]) + " |")
     lines += ["", "Reference setting per benchmark (runs that differ are flagged):", ""]
     for benchmark, key in sorted(board.reference.items()):
         limit = "none" if key["limit"] is None else key["limit"]
-        lines.append(f"- {benchmark}: preset {key['preset']}, --limit {limit}, data {key['data']}, judge {key['judge']}")
+        setting = f"{benchmark}: preset {key['preset']}, --limit {limit}, data {key['data']}, judge {key['judge']}"
+        lines.append(f"- {escape_markdown(setting)}")
     if board.notes:
-        lines += ["", "Notes:", ""] + [f"- {note}" for note in board.notes]
+        lines += ["", "Notes:", ""] + [f"- {escape_markdown(note)}" for note in board.notes]
     return "\n".join(lines) + "\n"
 
 
