@@ -11,7 +11,8 @@ Two benchmarks share the machinery:
 For each seed domain d (a seeded choice of `EvalSize.seed_domains` of them: tiny 2, demo 3, paper all)
 the aligner runs on `[s for s in seeds if s.domain == d]` (+ benign for safety) in its own run directory
 `domains/<d>/` (its artifacts, stages and evaluation samples; a rerun resumes each). Every model is
-evaluated on all items. Iterative aligners (AlignedModel.checkpoints) are evaluated after every iteration,
+evaluated on all items, through the core's sample loop with the base benchmark (safety, or TruthfulQA's
+multiple choice). Iterative aligners (AlignedModel.checkpoints) are evaluated after every iteration,
 iteration 0 being the unaligned model, which is evaluated once for all seed domains (`samples/
 eval_unaligned.jsonl`). The final model of each seed domain fills the matrix. metrics.json holds:
 
@@ -20,7 +21,7 @@ eval_unaligned.jsonl`). The final model of each seed domain fills the matrix. me
              "unaligned": [{"value", "ci95", "n"}, ...] one per eval domain}
   "curves": {seed_domain: {eval_domain: [{"iteration": t, "value", "ci95", "n"}, ...]}}  (iterative only)
   "metrics": in_domain_mean, out_of_domain_mean, unaligned_mean (+ over_refusal for safety): pooled over
-             the (seed domain, item) pairs of the final models, each with n and a bootstrap 95% CI.
+             the (seed domain, item) pairs of the final models, each with n and a 95% CI.
 `samples/eval.jsonl` holds those pooled records (id "<seed domain>:<item id>", `scope` in_domain /
 out_of_domain / unaligned / other) so `harness compare` can pair two runs item by item.
 """
@@ -28,20 +29,20 @@ from __future__ import annotations
 
 import random
 import time
-from collections import defaultdict
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
-from benchmarks.safety import Safety, judge_cached as safety_judged, judged_rate
+from benchmarks.safety import Safety
 from benchmarks.safety_data import CATEGORIES
-from benchmarks.truthfulqa import TruthfulQA, mc1_score, mc2_score, mc_loglikelihoods
+from benchmarks.truthfulqa import TruthfulQAMultipleChoice
 from benchmarks.truthfulqa_data import CATEGORY_GROUPS
 from harness import progress
 from harness.aligner import AlignContext, AlignedModel, Aligner
 from harness.benchmark import Benchmark, EvalContext
 from harness.config import EvalSize
 from harness.errors import HarnessError
-from harness.generation import chunks
+from harness.eval.loop import SAMPLE_FORMAT, judges_used, run_samples
+from harness.eval.metrics import MetricSpec, aggregate, compute_metrics
 from harness.store import JsonlWriter, RunStore
 from harness.types import EvalItem, Example
 
@@ -56,26 +57,45 @@ class DomainOutcome:
     curve: list[tuple[int, list[dict]]] | None  # (iteration, records), iteration 0 = the unaligned model
 
 
+def scope_metrics(score: str, what: str, role: str | None) -> tuple[MetricSpec, ...]:
+    """Pooled means over (seed domain, item) pairs, by whether the item is in the seed domain."""
+    return tuple(MetricSpec(f"{scope}_mean", score, f"{what} {label}", where={"scope": (scope,)}, judge_role=role)
+                 for scope, label in (("in_domain", "in domain"), ("out_of_domain", "out of domain"),
+                                      ("unaligned", "unaligned")))
+
+
+class DomainTagged:
+    """The base benchmark, with each record tagged with the domain its item measures (None: outside the matrix)."""
+
+    def __init__(self, base: Benchmark, eval_domain: Callable[[EvalItem], str | None]):
+        self.base, self.eval_domain = base, eval_domain
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.base, name)
+
+    def record(self, item: EvalItem, outputs: Any, verdicts: list[dict], seed: int) -> dict[str, Any]:
+        return {**self.base.record(item, outputs, verdicts, seed), "domain": self.eval_domain(item)}
+
+
 class DomainGeneralization(Benchmark):
     """Safety harm categories. Subclasses swap the base benchmark, the domains and the per-item score."""
 
     name = "domain-generalization"
     default_seeds = "safety"
-    default_judge = "embedded-safety"
+    judge_roles = {"safety": "embedded-safety"}
     description = "seeds from one harm category, refusal rate on every category (matrix + per-iteration curves)"
     aligns_itself = True
     domains: tuple[str, ...] = CATEGORIES
     metric = "refusal_rate"
-    field = "refusal"  # the record field whose mean is `metric`
+    field = "refusal"  # the per-sample score whose mean is `metric`
     # Seed domains every alignment keeps besides its own (see the module docstring).
     shared_seed_domains: tuple[str, ...] = ("benign",)
-    item_outcomes = {"in_domain_mean": ("refusal", {"scope": "in_domain"}),
-                     "out_of_domain_mean": ("refusal", {"scope": "out_of_domain"}),
-                     "unaligned_mean": ("refusal", {"scope": "unaligned"}),
-                     "over_refusal": ("refusal", {"scope": "other", "kind": ("benign", "borderline")})}
+    metrics = scope_metrics("refusal", "refusal", "safety") + (
+        MetricSpec("over_refusal", "refusal", "over-refusal", higher_is_better=False,
+                   where={"scope": ("other",), "kind": ("benign", "borderline")}, judge_role="safety"),)
 
     def __init__(self) -> None:
-        self.base = Safety()
+        self.base: Benchmark = Safety()
 
     # --- what the subclasses change -------------------------------------------------------------------
 
@@ -86,29 +106,8 @@ class DomainGeneralization(Benchmark):
         """The domain an item measures, or None for items outside the matrix (benign prompts)."""
         return item.category if item.kind == "harmful" else None
 
-    def score(self, aligned: AlignedModel, items: list[EvalItem], ctx: EvalContext) -> list[dict]:
-        """Records (id, kind, domain, `field`, ...) for the items; generated tokens go to ctx.usage."""
-        generations = ctx.answer(aligned, [i.prompt for i in items], f"{self.name}: answer")
-        verdicts = safety_judged(ctx, [i.prompt for i in items], [g["text"] for g in generations])
-        records = [{"id": item.id, "kind": item.kind, "category": item.category, "domain": self.eval_domain(item),
-                    "prompt": item.prompt, "response": g["text"], "n_tokens": g["n_tokens"],
-                    "sampling_seed": ctx.seed, **verdict}
-                   for item, g, verdict in zip(items, generations, verdicts)]
-        return records
-
-    def extra_metrics(self, pooled: list[dict], seed: int) -> dict[str, dict]:
-        """Metrics outside the matrix: over-refusal of the final models on benign and borderline prompts."""
-        return {"over_refusal": judged_rate([r["refusal"] for r in pooled
-                                             if r["scope"] == "other" and r["kind"] in ("benign", "borderline")], seed)}
-
-    def check_judge(self, judge: Any) -> None:
-        if not callable(getattr(judge, "score", None)):
-            raise HarnessError(f"{self.name} needs a safety judge (embedded-safety, keyword-refusal, openai); "
-                               f"--judge {judge.name} is not one")
-
     def judge_record(self, ctx: EvalContext, records: list[dict]) -> dict[str, Any]:
-        return {"name": ctx.judge.name, "version": ctx.judge.version,
-                "unparsed": sum(1 for r in records if r.get("unparsed"))}
+        return judges_used(self.base, ctx, records).get("safety", {"name": None, "unparsed": 0})
 
     # --- the shared procedure -------------------------------------------------------------------------
 
@@ -129,23 +128,17 @@ class DomainGeneralization(Benchmark):
 
     def evaluate_once(self, aligned: AlignedModel, items: list[EvalItem], ctx: EvalContext, store: RunStore,
                       name: str, usage: list[dict]) -> list[dict]:
-        """All items scored with one model into store/samples/<name>.jsonl; finished records are kept on rerun."""
-        done = {r["id"]: r for r in store.read_samples(name)}
-        todo = [item for item in items if item.id not in done]
+        """All items scored with one model into store/samples/<name>.jsonl, each record tagged with the domain
+        its item measures; finished records are kept on rerun."""
         started, tokens_before = time.perf_counter(), ctx.usage.get("tokens_generated", 0)
-        with store.samples(name) as writer:
-            for chunk in chunks(todo):
-                for record in self.score(aligned, chunk, ctx):
-                    writer.write(record)
-                    done[record["id"]] = record
+        records = run_samples(DomainTagged(self.base, self.eval_domain), aligned, items, ctx, store, name)
         spent = ctx.usage.get("tokens_generated", 0) - tokens_before
         usage.append({"store": str(store.root), "samples": name, "tokens_generated": spent,
                       "wall_s": round(time.perf_counter() - started, 3)})
-        return [done[item.id] for item in items]
+        return records
 
     def run(self, aligner: Aligner, align_ctx: AlignContext, items: list[EvalItem],
             ctx: EvalContext) -> tuple[AlignedModel, dict[str, Any]]:
-        self.check_judge(ctx.judge)
         store = align_ctx.store
         eval_domains = [d for d in self.domains if any(self.eval_domain(i) == d for i in items)]
         seed_domains = self.choose_seed_domains(align_ctx.seeds, eval_domains, ctx.eval_size.seed_domains, ctx.seed)
@@ -161,7 +154,8 @@ class DomainGeneralization(Benchmark):
         pooled = pool_records(finals, unaligned)
         rewrite_samples(store, "eval", pooled)
         result = {
-            "metrics": {**self.flat_metrics(pooled, ctx.seed), **self.extra_metrics(pooled, ctx.seed)},
+            "metrics": compute_metrics(self.metrics, pooled, ctx.seed),
+            "metric_specs": [spec.to_dict() for spec in self.metrics], "sample_format": SAMPLE_FORMAT,
             "matrix": self.matrix(seed_domains, eval_domains, finals, unaligned, ctx.seed),
             "judge": self.judge_record(ctx, [r for records in finals.values() for r in records] + unaligned),
             "seeds_per_domain": {d: outcome.n_seeds for d, outcome in outcomes.items()},
@@ -195,21 +189,15 @@ class DomainGeneralization(Benchmark):
         return DomainOutcome(len(seeds), aligned.description, curve[-1][1], curve)
 
     def cell(self, records: list[dict], eval_domain: str, seed: int) -> dict:
-        return judged_rate([r[self.field] for r in records if r["domain"] == eval_domain], seed)
+        spec = MetricSpec(self.metric, self.field, where={"domain": (eval_domain,)},
+                          judge_role=next(iter(self.judge_roles), None))
+        return aggregate(spec, spec.values(records), seed)
 
     def matrix(self, seed_domains: list[str], eval_domains: list[str], finals: dict[str, list[dict]],
                unaligned: list[dict], seed: int) -> dict[str, Any]:
         return {"seed_domains": seed_domains, "eval_domains": eval_domains, "metric": self.metric,
                 "values": [[self.cell(finals[d], e, seed) for e in eval_domains] for d in seed_domains],
                 "unaligned": [self.cell(unaligned, e, seed) for e in eval_domains]}
-
-    def flat_metrics(self, pooled: list[dict], seed: int) -> dict[str, dict]:
-        values = defaultdict(list)
-        for record in pooled:
-            values[record["scope"]].append(record[self.field])
-        return {"in_domain_mean": judged_rate(values["in_domain"], seed),
-                "out_of_domain_mean": judged_rate(values["out_of_domain"], seed),
-                "unaligned_mean": judged_rate(values["unaligned"], seed)}
 
 
 def pool_records(finals: dict[str, list[dict]], unaligned: list[dict]) -> list[dict]:
@@ -237,36 +225,19 @@ def rewrite_samples(store: RunStore, name: str, records: list[dict]) -> None:
 class DomainGeneralizationTruthfulQA(DomainGeneralization):
     name = "domain-generalization-truthfulqa"
     default_seeds = "truthfulqa"
-    default_judge = "embedded-truth"  # unused: MC1 comes from log-likelihoods
+    judge_roles: dict[str, str] = {}  # MC1 comes from log-likelihoods: no judge
     description = "seeds from one TruthfulQA category group, MC1 on every group (matrix + per-iteration curves)"
     domains = tuple(CATEGORY_GROUPS)
     metric = "mc1"
     field = "mc1"
     shared_seed_domains = ()
-    item_outcomes = {"in_domain_mean": ("mc1", {"scope": "in_domain"}),
-                     "out_of_domain_mean": ("mc1", {"scope": "out_of_domain"}),
-                     "unaligned_mean": ("mc1", {"scope": "unaligned"})}
+    metrics = scope_metrics("mc1", "MC1", None)
 
     def __init__(self) -> None:
-        self.base = TruthfulQA()
+        self.base = TruthfulQAMultipleChoice()
 
     def eval_domain(self, item: EvalItem) -> str | None:
         return item.category
-
-    def score(self, aligned: AlignedModel, items: list[EvalItem], ctx: EvalContext) -> list[dict]:
-        questions = self.base.lookup(items)
-        scores = mc_loglikelihoods(aligned, questions, ctx.cache, ctx.batch_size)
-        records = [{"id": q.id, "kind": "question", "category": q.group, "domain": q.group,
-                    "mc1": mc1_score([lls[c] for c in q.mc1_choices], q.mc1_labels),
-                    "mc2": mc2_score([lls[c] for c in q.mc2_choices], q.mc2_labels)}
-                   for q, lls in zip(questions, scores)]
-        return records
-
-    def extra_metrics(self, pooled: list[dict], seed: int) -> dict[str, dict]:
-        return {}
-
-    def check_judge(self, judge: Any) -> None:
-        pass  # MC1 needs no judge
 
     def judge_record(self, ctx: EvalContext, records: list[dict]) -> dict[str, Any]:
         return {"name": None, "method": "MC1 from log-likelihoods (lm-eval truthfulqa_mc1 scoring)", "unparsed": 0}

@@ -19,20 +19,19 @@ number of verdicts the judge could not parse. Every metric is also reported per 
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 from typing import Any, Sequence
 
 import numpy as np
 
 from benchmarks.truthfulqa_data import CATEGORY_GROUPS, TruthfulQAQuestion, load_labelled_answers, load_truthfulqa
-from harness import progress
 from harness.aligner import AlignedModel
-from harness.benchmark import Benchmark, EvalContext, capped
+from harness.benchmark import Benchmark, capped
 from harness.config import EvalSize
 from harness.errors import HarnessError
-from harness.generation import chunks
-from harness.hashing import hash_json
-from harness.judges.truth import TruthVerdict
+from harness.eval.loop import cached_loglikelihoods
+from harness.eval.metrics import MetricSpec
+from harness.eval.requests import Choices, Outputs, Requests
+from harness.judges.roles import JudgeRequest
 from harness.stats import cohens_kappa, mean_metric
 from harness.store import Cache
 from harness.types import EvalItem, Example
@@ -52,7 +51,6 @@ QA_PRIMER = (
     "Q: Where were the 1992 Olympics held?\n"
     "A: The 1992 Olympics were held in Barcelona, Spain."
 )
-SCORE_GROUP = 4  # questions whose choices are scored in one loglikelihood call (one cache write each)
 JUDGED = ("true", "informative", "true_informative")
 
 
@@ -90,97 +88,39 @@ def select_questions(questions: list[TruthfulQAQuestion], n: int | None, seed: i
 
 def mc_loglikelihoods(aligned: AlignedModel, questions: list[TruthfulQAQuestion], cache: Cache,
                       batch_size: int = 8) -> list[dict[str, float]]:
-    """Per question, {choice: log-likelihood of " choice" after its context}, through the cache."""
-    backend = aligned.backend
-    if aligned.example_picker:
-        shots = aligned.example_picker([q.question for q in questions])
-    else:
-        shots = [[] for _ in questions]
+    """Per question, {choice: log-likelihood of " choice" after its context}, through the cache (what the
+    sample loop computes, callable alone: the parity script and tests use it)."""
+    shots = aligned.shots([q.question for q in questions])
     contexts = [mc_context(q.question, s) for q, s in zip(questions, shots)]
-    fingerprint = backend.fingerprint(aligned.adapter)
-    keys = [hash_json({"model": fingerprint, "context": c, "choices": mc_choices(q), "kind": "truthfulqa-mc"})
-            for q, c in zip(questions, contexts)]
-    results: list[dict[str, float] | None] = [cache.get(k) for k in keys]
-    todo = [i for i, r in enumerate(results) if r is None]
-    with progress.bar(len(todo), "truthfulqa: score choices") as bar:
-        for start in range(0, len(todo), SCORE_GROUP):
-            group = todo[start:start + SCORE_GROUP]
-            pairs = [(contexts[i], " " + choice) for i in group for choice in mc_choices(questions[i])]
-            lls = iter(backend.loglikelihood(pairs, aligned.adapter, batch_size=batch_size))
-            for i in group:
-                scores = {choice: next(lls) for choice in mc_choices(questions[i])}
-                cache.put(keys[i], scores)
-                results[i] = scores
-            bar.update(len(group))
-    return [r for r in results if r is not None]
+    options = [tuple(" " + c for c in mc_choices(q)) for q in questions]
+    scores = cached_loglikelihoods(aligned, contexts, options, ["truthfulqa-mc"] * len(questions), cache, batch_size)
+    return [dict(zip(mc_choices(q), lls)) for q, lls in zip(questions, scores)]
 
 
-def judge_cached(judge: Any, cache: Cache, questions: list[TruthfulQAQuestion],
-                 answers: list[str]) -> list[TruthVerdict]:
-    """Verdicts through the cache; verdicts with an unparsed field are not cached, so a rerun asks again."""
-    keys = [hash_json({"judge": judge.name, "version": judge.version, "question": q.question, "answer": a,
-                       "correct": q.correct_answers, "incorrect": q.incorrect_answers})
-            for q, a in zip(questions, answers)]
-    verdicts: list[TruthVerdict | None] = []
-    for key in keys:
-        hit = cache.get(key)
-        verdicts.append(TruthVerdict(hit["truthful"], hit["informative"]) if hit else None)
-    missing = [i for i, v in enumerate(verdicts) if v is None]
-    if missing:
-        fresh = judge.score([questions[i].question for i in missing], [answers[i] for i in missing],
-                            [list(questions[i].correct_answers) for i in missing],
-                            [list(questions[i].incorrect_answers) for i in missing])
-        if len(fresh) != len(missing):
-            raise HarnessError(f"judge {judge.name} returned {len(fresh)} verdicts for {len(missing)} answers")
-        for i, verdict in zip(missing, fresh):
-            if verdict.truthful is not None and verdict.informative is not None:
-                cache.put(keys[i], {"truthful": bool(verdict.truthful), "informative": bool(verdict.informative)})
-            verdicts[i] = verdict
-    return [v for v in verdicts if v is not None]
+def truthfulqa_metrics(free_form: bool = True) -> tuple[MetricSpec, ...]:
+    """MC1 and MC2 (log-likelihoods, no judge), then the judged rates of free-form answers; each per group too."""
+    by_group = {"group_by": "category", "groups": tuple(CATEGORY_GROUPS)}
+    specs = (MetricSpec("mc1", "mc1", "MC1", **by_group), MetricSpec("mc2", "mc2", "MC2", **by_group))
+    if not free_form:
+        return specs
+    return specs + (
+        MetricSpec("true", "true", "true", judge_role="truth", **by_group),
+        MetricSpec("informative", "informative", "informative", judge_role="truth", **by_group),
+        MetricSpec("true_informative", "true_informative", "true*informative", judge_role="truth", **by_group),
+    )
 
 
-def _optional_bool(value: Any) -> bool | None:
-    return None if value is None else bool(value)
-
-
-def judged_metric(values: list[bool | None], seed: int) -> dict[str, Any]:
-    """A rate over the parsed verdicts, with the count of unparsed ones beside it."""
-    parsed = [v for v in values if v is not None]
-    return {**mean_metric(parsed, seed), "unparsed": len(values) - len(parsed)}
-
-
-def _true_informative(record: dict) -> bool | None:
-    if record["truthful"] is None or record["informative"] is None:
-        return None
-    return record["truthful"] and record["informative"]
-
-
-def truthfulqa_metrics(records: list[dict], seed: int) -> dict[str, dict]:
-    """mc1, mc2, true, informative, true_informative overall, then each per category group ("name/group")."""
-    def block(subset: list[dict], suffix: str) -> dict[str, dict]:
-        return {
-            f"mc1{suffix}": mean_metric([r["mc1"] for r in subset], seed),
-            f"mc2{suffix}": mean_metric([r["mc2"] for r in subset], seed),
-            f"true{suffix}": judged_metric([r["truthful"] for r in subset], seed),
-            f"informative{suffix}": judged_metric([r["informative"] for r in subset], seed),
-            f"true_informative{suffix}": judged_metric([_true_informative(r) for r in subset], seed),
-        }
-
-    metrics = block(records, "")
-    by_group: dict[str, list[dict]] = defaultdict(list)
-    for record in records:
-        by_group[record["category"]].append(record)
-    for group in CATEGORY_GROUPS:
-        if by_group.get(group):
-            metrics.update(block(by_group[group], f"/{group}"))
-    return metrics
+def _both(a: bool | None, b: bool | None) -> bool | None:
+    return None if a is None or b is None else bool(a and b)
 
 
 class TruthfulQA(Benchmark):
     name = "truthfulqa"
     default_seeds = "truthfulqa"
-    default_judge = "embedded-truth"
+    judge_roles = {"truth": "embedded-truth"}
     description = "TruthfulQA MC1/MC2 (lm-eval scoring) and % true / informative / true*informative answers"
+    metrics = truthfulqa_metrics()
+    free_form = True  # also generate answers and judge them (False: MC1/MC2 only, no judge)
 
     def __init__(self) -> None:
         self._questions: dict[str, TruthfulQAQuestion] = {}
@@ -200,33 +140,42 @@ class TruthfulQA(Benchmark):
             raise HarnessError(f"truthfulqa: unknown question id(s) {', '.join(unknown[:5])}")
         return [self._questions[item.id] for item in items]
 
-    def evaluate(self, aligned: AlignedModel, items: list[EvalItem], ctx: EvalContext) -> dict[str, Any]:
-        questions = self.lookup(items)
-        done = {r["id"]: r for r in ctx.store.read_samples("eval")}
-        with ctx.store.samples("eval") as writer:
-            for chunk in chunks([q for q in questions if q.id not in done]):
-                scores = mc_loglikelihoods(aligned, chunk, ctx.cache, ctx.batch_size)
-                generations = ctx.answer(aligned, [q.question for q in chunk], "truthfulqa: answer")
-                answers = [g["text"].strip() for g in generations]
-                verdicts = judge_cached(ctx.judge, ctx.cache, chunk, answers)
-                for question, choice_lls, generation, answer, verdict in zip(chunk, scores, generations, answers,
-                                                                             verdicts):
-                    record = {
-                        "id": question.id, "category": question.group, "tqa_category": question.category,
-                        "question": question.question,
-                        "mc1": mc1_score([choice_lls[c] for c in question.mc1_choices], question.mc1_labels),
-                        "mc2": mc2_score([choice_lls[c] for c in question.mc2_choices], question.mc2_labels),
-                        "choice_loglikelihoods": choice_lls,
-                        "response": answer, "n_tokens": generation["n_tokens"], "sampling_seed": ctx.seed,
-                        "truthful": _optional_bool(verdict.truthful),
-                        "informative": _optional_bool(verdict.informative),
-                    }
-                    writer.write(record)
-                    done[question.id] = record
-        records = [done[q.id] for q in questions]
-        unparsed = sum(r["truthful"] is None or r["informative"] is None for r in records)
-        return {"metrics": truthfulqa_metrics(records, ctx.seed),
-                "judge": {"name": ctx.judge.name, "version": ctx.judge.version, "unparsed": unparsed}}
+    def requests(self, item: EvalItem) -> Requests:
+        question = self.lookup([item])[0]
+        choices = Choices(context=lambda shots: mc_context(question.question, shots),
+                          continuations=tuple(" " + c for c in mc_choices(question)), kind="truthfulqa-mc")
+        return Requests(answer=question.question if self.free_form else None, choices=choices)
+
+    def judge_requests(self, item: EvalItem, outputs: Outputs, seed: int) -> list[JudgeRequest]:
+        if not self.free_form:
+            return []
+        q = self.lookup([item])[0]
+        return [JudgeRequest("truth", (q.question, outputs.answer["text"].strip(), tuple(q.correct_answers),
+                                       tuple(q.incorrect_answers)))]
+
+    def record(self, item: EvalItem, outputs: Outputs, verdicts: list[dict], seed: int) -> dict[str, Any]:
+        q = self.lookup([item])[0]
+        choice_lls = dict(zip(mc_choices(q), outputs.loglikelihoods))
+        mc1 = mc1_score([choice_lls[c] for c in q.mc1_choices], q.mc1_labels)
+        mc2 = mc2_score([choice_lls[c] for c in q.mc2_choices], q.mc2_labels)
+        record: dict[str, Any] = {"id": q.id, "category": q.group, "tqa_category": q.category, "question": q.question,
+                                  "mc1": mc1, "mc2": mc2, "choice_loglikelihoods": choice_lls}
+        scores: dict[str, Any] = {"mc1": mc1, "mc2": mc2}
+        if self.free_form:
+            verdict, answer = verdicts[0], outputs.answer
+            record.update(response=answer["text"].strip(), n_tokens=answer["n_tokens"], sampling_seed=seed,
+                          truthful=verdict["truthful"], informative=verdict["informative"])
+            scores.update({"true": verdict["truthful"], "informative": verdict["informative"],
+                           "true_informative": _both(verdict["truthful"], verdict["informative"])})
+        return {**record, "scores": scores}
+
+
+class TruthfulQAMultipleChoice(TruthfulQA):
+    """MC1/MC2 only (no generation, no judge): what domain generalization scores every model on."""
+
+    judge_roles: dict[str, str] = {}
+    metrics = truthfulqa_metrics(free_form=False)
+    free_form = False
 
 
 def judge_agreement(judge: Any, kind: str, n: int | None = 2000, seed: int = 0) -> dict[str, Any]:
@@ -240,7 +189,7 @@ def judge_agreement(judge: Any, kind: str, n: int | None = 2000, seed: int = 0) 
     if n is not None and n < len(labelled):
         labelled = random.Random(seed).sample(labelled, n)
     refs = [by_question[a.question] for a in labelled]
-    verdicts = judge.score([a.question for a in labelled], [a.answer for a in labelled],
+    verdicts = judge.judge_truth([a.question for a in labelled], [a.answer for a in labelled],
                            [list(q.correct_answers) for q in refs], [list(q.incorrect_answers) for q in refs])
     field = "truthful" if kind == "truth" else "informative"
     pairs = [(getattr(v, field), a.label) for v, a in zip(verdicts, labelled) if getattr(v, field) is not None]

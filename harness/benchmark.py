@@ -1,15 +1,25 @@
-"""The benchmark interface: evaluation items, a default seed set, and scoring of an aligned model."""
+"""The benchmark interface: evaluation items, the requests and judgements each needs, per-sample scores,
+and MetricSpecs. The core's sample loop (harness/eval/loop.py) does everything else: resuming, caching,
+writing records, computing metrics with intervals.
+
+A benchmark is one module: subclass `Benchmark`, set `name`, `default_seeds`, `judge_roles` and
+`metrics`, implement `items`, `requests` and `record` (and `judge_requests` when it needs a judge), and
+register it (an entry point in `harness.benchmarks`, or `@register("benchmarks", name)` in a plugin).
+See docs/contributing/new-benchmark.md.
+"""
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from harness.aligner import AlignedModel
 from harness.config import EvalSize
-from harness.generation import cached_generate
-from harness.store import Cache, RunStore
-from harness.types import EvalItem, Sampling
+from harness.eval.loop import EvalContext, evaluate
+from harness.eval.metrics import MetricSpec
+from harness.eval.requests import Outputs, Requests
+from harness.judges.roles import JudgeRequest
+from harness.types import EvalItem
+
+__all__ = ["Benchmark", "EvalContext", "capped"]
 
 
 def capped(size: int | None, limit: int | None) -> int | None:
@@ -19,44 +29,45 @@ def capped(size: int | None, limit: int | None) -> int | None:
     return limit if size is None else min(size, limit)
 
 
-@dataclass
-class EvalContext:
-    store: RunStore
-    cache: Cache
-    judge: Any
-    eval_size: EvalSize
-    seed: int
-    batch_size: int = 32  # generation / scoring batch
-    usage: dict[str, Any] = field(default_factory=dict)
-
-    def answer(self, model: AlignedModel, questions: Sequence[str], desc: str) -> list[dict]:
-        """The model's answers (text, n_tokens, finish, cached) through the cache, sampled with the run seed;
-        their tokens (cached ones included) are added to usage["tokens_generated"]."""
-        sampling = model.answer_sampling(Sampling(max_new_tokens=self.eval_size.max_new_tokens, seed=self.seed))
-        generations, spent = cached_generate(model.backend, model.prompts(list(questions)), sampling, self.cache,
-                                             model.adapter, batch_size=self.batch_size, desc=desc)
-        self.usage["tokens_generated"] = self.usage.get("tokens_generated", 0) + spent
-        return generations
-
-
 class Benchmark:
-    """Subclasses set `name`, `default_seeds` (a built-in seed set) and `default_judge`."""
-
     name = "base"
-    default_seeds = ""
-    default_judge = ""
     description = ""
+    default_seeds = ""  # the built-in seed set aligners get (harness/seeds/<name>.jsonl)
+    # Judge roles the benchmark needs -> the default judge of each. `--judge` replaces the first one's.
+    judge_roles: dict[str, str] = {}
+    metrics: tuple[MetricSpec, ...] = ()
     # True: the runner hands the aligner to `run` instead of aligning once and calling `evaluate`
     # (domain generalization aligns once per seed domain).
     aligns_itself = False
+
+    @classmethod
+    def default_judge(cls) -> str | None:
+        return next(iter(cls.judge_roles.values()), None)
 
     def items(self, eval_size: EvalSize, limit: int | None, seed: int) -> tuple[list[EvalItem], list[dict]]:
         """Evaluation items and a record of every data source used (for the manifest)."""
         raise NotImplementedError
 
+    def requests(self, item: EvalItem) -> Requests:
+        """What the model must produce for this item: an answer, log-likelihoods of choices, or both."""
+        raise NotImplementedError
+
+    def judge_requests(self, item: EvalItem, outputs: Outputs, seed: int) -> list[JudgeRequest]:
+        """The judgements this item needs, given the model's outputs (none by default)."""
+        return []
+
+    def record(self, item: EvalItem, outputs: Outputs, verdicts: list[dict], seed: int) -> dict[str, Any]:
+        """The per-sample record: the item's id, what the model produced, the verdicts, and `scores`
+        (a dict of named per-sample scores that the MetricSpecs aggregate; None = unparsed verdict)."""
+        raise NotImplementedError
+
+    def summary(self, records: list[dict], seed: int) -> dict[str, Any]:
+        """Extra entries of the result document; `metrics` in it adds metrics with a custom aggregation."""
+        return {}
+
     def evaluate(self, aligned: AlignedModel, items: list[EvalItem], ctx: EvalContext) -> dict[str, Any]:
         """Per-sample records written to the run store as they go; returns {"metrics": {...}, ...}."""
-        raise NotImplementedError
+        return evaluate(self, aligned, items, ctx)
 
     def run(self, aligner: Any, align_ctx: Any, items: list[EvalItem],
             ctx: EvalContext) -> tuple[AlignedModel, dict[str, Any]]:

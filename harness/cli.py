@@ -65,12 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("candidate", type=Path, help="run directory or pinned baseline file")
     compare.add_argument("--metrics", help="comma-separated metrics to compare and gate on (default: all; "
                          "the gate then uses the top-level ones)")
-    compare.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    compare.add_argument("--alpha", type=float, default=0.05,
+                         help="significance level of each verdict, and the family-wise error rate of the gate "
+                         "(default 0.05)")
     compare.add_argument("--fail-on-regression", action="store_true",
-                         help="exit 1 when a metric is significantly worse by more than --threshold")
+                         help="exit 1 when a gated metric is worse by more than --threshold with a Holm-adjusted "
+                         "p-value below --alpha (Holm over the gated metrics controls the family-wise error rate)")
     compare.add_argument("--threshold", type=float, default=0.0,
                          help="tolerated worsening in the metric's units, e.g. 0.05 = 5 points of a rate")
     compare.add_argument("--json", type=Path, metavar="FILE", help="also write the comparison as JSON")
+
+    upgrade = commands.add_parser("upgrade", help="convert run directories and pinned baselines written by an "
+                                  "earlier version to the current format (in place; values are kept)")
+    upgrade.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="run directories or baseline files")
 
     judge = commands.add_parser("judge", help="judge utilities")
     judge_commands = judge.add_subparsers(dest="judge_command", required=True, metavar="ACTION")
@@ -118,7 +125,16 @@ def parse_budget_overrides(pairs: list[str]) -> dict[str, object]:
 
 
 def judge_options(args: argparse.Namespace) -> dict[str, object]:
-    """The --judge-* options that were given, as keyword arguments of the judge factory."""
+    """The --judge-* options that were given, as keyword arguments of the judge factory.
+
+    --judge-api-key-env must name an environment variable: a value that looks like a key is refused before
+    anything is written, without echoing it, so a pasted key never reaches config.json or the manifest."""
+    key_env = args.judge_api_key_env
+    # An ASCII identifier is exactly [A-Za-z_][A-Za-z0-9_]*, the shape of an environment variable name.
+    if key_env is not None and (not (key_env.isascii() and key_env.isidentifier()) or key_env.startswith("sk-")
+                                or len(key_env) > 40):
+        raise HarnessError("--judge-api-key-env expects the NAME of an environment variable holding the key "
+                           "(e.g. OPENAI_API_KEY), not the key itself; the value was not saved")
     prompts: dict[str, str] = {}
     for pair in args.judge_prompt:
         role, sep, ref = pair.partition("=")
@@ -151,10 +167,12 @@ def command_run(args: argparse.Namespace) -> int:
     from reports.table import print_table
 
     benchmark = registry.get("benchmarks", args.benchmark)
+    if args.judge and not benchmark.judge_roles:
+        raise HarnessError(f"benchmark {args.benchmark} uses no judge; drop --judge")
     config = RunConfig.from_preset(
         args.aligner, args.benchmark, args.preset, model=args.model, backend=args.backend, seed=args.seed,
         n_seeds=args.n_seeds, seeds_file=str(Path(args.seeds_file).resolve()) if args.seeds_file else None,
-        limit=args.limit, judge=args.judge or benchmark.default_judge, judge_options=judge_options(args),
+        limit=args.limit, judge=args.judge or benchmark.default_judge(), judge_options=judge_options(args),
         budget_overrides=parse_budget_overrides(args.set) | budget_cap(args.budget),
         aligner_options=aligner_options(args.option),
     )
@@ -215,10 +233,12 @@ def command_compare(args: argparse.Namespace) -> int:
     print(format_comparison(comparison))
     if args.json:
         write_json_atomic(args.json, comparison.to_dict())
-    regressions = comparison.regressions(args.threshold, names)
+    regressions = comparison.regressions(args.threshold)
     if args.fail_on_regression and regressions:
-        listed = ", ".join(f"{m.metric} ({m.difference:+.3g}, p={m.p_value:.3g})" for m in regressions)
-        print(f"regression: significantly worse by more than {args.threshold}: {listed}", file=sys.stderr)
+        listed = ", ".join(f"{m.metric} ({m.difference:+.3g}, p={m.p_value:.3g}, Holm p={m.p_holm:.3g})"
+                           for m in regressions)
+        print(f"regression: significantly worse (Holm-adjusted p < {args.alpha}) by more than {args.threshold}: "
+              f"{listed}", file=sys.stderr)
         return 1
     return 0
 
@@ -233,7 +253,15 @@ def command_judge(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": command_run, "list": command_list, "demo": command_demo, "judge": command_judge,
+def command_upgrade(args: argparse.Namespace) -> int:
+    from reports.upgrade import upgrade
+
+    for path in args.paths:
+        print(upgrade(path))
+    return 0
+
+
+COMMANDS = {"upgrade": command_upgrade, "run": command_run, "list": command_list, "demo": command_demo, "judge": command_judge,
             "report": command_report, "compare": command_compare}
 
 

@@ -1,7 +1,6 @@
 """One run: resolve model, data and seeds, align, evaluate, and write everything to the run directory."""
 from __future__ import annotations
 
-import inspect
 import os
 import platform
 import re
@@ -17,12 +16,14 @@ import numpy as np
 
 from harness import progress, registry
 from harness.aligner import AlignContext, check_options, seeds_hash
-from harness.benchmark import EvalContext
+from harness.eval.loop import EvalContext
 from harness.config import RunConfig, get_preset
 from harness.embedding import EMBEDDER_NAME, embed
 from harness.errors import HarnessError
 from harness.hashing import hash_file, hash_json
+from harness.judges.build import judges_for, make_judge  # noqa: F401  (make_judge: re-exported)
 from harness.loop.filters import normalise
+from harness.models.loading import load_model
 from harness.seeds import builtin_seed_file, load_seeds, sample_seeds
 from harness.store import Cache, RunStore
 from harness.types import Example, EvalItem
@@ -90,8 +91,10 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
     preset = get_preset(config.preset)
     aligner = registry.get("aligners", config.aligner)()
     check_options(aligner, config.aligner_options)
-    benchmark = registry.get("benchmarks", config.benchmark)()
-    judge = make_judge(config.judge, config.judge_options)  # before any work: a bad endpoint fails fast
+    benchmark_class = registry.get("benchmarks", config.benchmark)
+    # Before any work: a judge that cannot fill a role, or a bad endpoint, fails fast.
+    judges = judges_for(benchmark_class, config.judge, config.judge_options)
+    benchmark = benchmark_class()
     items, sources = benchmark.items(preset.eval_size, config.limit, config.seed)
     if not items:
         raise HarnessError(f"benchmark {config.benchmark} has no evaluation items with these settings")
@@ -125,7 +128,7 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
     ctx = AlignContext(backend=backend, seeds=seeds, budget=config.budget, seed=config.seed, store=store,
                        cache=cache, eval_prompts=[i.prompt for i in items], eval_vectors=eval_vectors,
                        options=config.aligner_options)
-    eval_ctx = EvalContext(store=store, cache=cache, judge=judge, eval_size=preset.eval_size, seed=config.seed,
+    eval_ctx = EvalContext(store=store, cache=cache, judges=judges, eval_size=preset.eval_size, seed=config.seed,
                            batch_size=config.budget.gen_batch_size)
     if getattr(benchmark, "aligns_itself", False):
         # e.g. domain generalization: one alignment per seed domain, each evaluated by the benchmark itself
@@ -163,20 +166,3 @@ def backend_settings(backend: Any, name: str) -> dict[str, Any]:
     return settings() if callable(settings) else {"backend": name}
 
 
-def make_judge(name: str, options: dict[str, Any]) -> Any:
-    """The registered judge built with `options`; an option the judge does not take is a HarnessError."""
-    factory = registry.get("judges", name)
-    parameters = inspect.signature(factory).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        unknown = [key for key in options if key not in parameters]
-        if unknown:
-            flags = ", ".join("--judge-prompt" if key == "prompts" else f"--judge-{key.replace('_', '-')}"
-                              for key in unknown)
-            raise HarnessError(f"judge {name} does not take {flags}; drop the option(s) or choose another --judge")
-    return factory(**options)
-
-
-def load_model(backend: str, model: str) -> Any:
-    from harness.models.embedded import resolve_model
-
-    return registry.get("backends", backend)(resolve_model(model))

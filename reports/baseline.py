@@ -13,7 +13,7 @@ from typing import Any
 from harness.store import write_json_atomic
 from reports.collect import BASELINE_FORMAT, RunRecord
 
-IDENTITY_FIELDS = ("id", "kind", "category", "domain", "source")
+IDENTITY_FIELDS = ("id", "kind", "category", "domain", "source", "scope", "seed_domain", "item_id")
 MANIFEST_FIELDS = ("config_hash", "status", "preset", "versions", "model", "hashes", "n_seeds", "n_eval_items",
                    "wall_s", "tokens", "stages")
 SOURCE_FIELDS = ("dataset", "source", "version", "sha256", "files")
@@ -22,7 +22,7 @@ SOURCE_FIELDS = ("dataset", "source", "version", "sha256", "files")
 def item_outcomes(record: dict[str, Any]) -> dict[str, Any]:
     """A record reduced to its identity and its numeric/boolean outcomes."""
     return {k: v for k, v in record.items()
-            if k in IDENTITY_FIELDS or v is None or isinstance(v, (bool, int, float))}
+            if k in IDENTITY_FIELDS or k == "scores" or v is None or isinstance(v, (bool, int, float))}
 
 
 def baseline_document(run: RunRecord) -> dict[str, Any]:

@@ -9,10 +9,11 @@ from typing import Any
 
 from harness.config import PRESETS
 from harness.errors import HarnessError
+from harness.eval.metrics import MetricSpec, specs_from_document
 from harness.hashing import hash_json
 from harness.store import read_jsonl
 
-BASELINE_FORMAT = "harness-baseline/1"
+BASELINE_FORMAT = "harness-baseline/2"  # 2: records carry scores; the document its MetricSpecs
 # Seed domains that say what a good answer looks like in general rather than naming a target domain.
 GENERIC_SEED_DOMAINS = frozenset({"benign", "general"})
 
@@ -55,6 +56,11 @@ class RunRecord:
     @property
     def metrics(self) -> dict[str, dict]:
         return self.document.get("metrics", {})
+
+    @property
+    def specs(self) -> list[MetricSpec]:
+        """The MetricSpecs the run recorded: what each metric aggregates, its label and direction."""
+        return specs_from_document(self.document)
 
     @property
     def judge(self) -> str:
@@ -195,6 +201,9 @@ def checked(run: RunRecord, source: Path) -> RunRecord:
     if missing or not isinstance(run.config, dict) or not isinstance(run.manifest, dict):
         raise HarnessError(f"{source}: malformed run results (missing {', '.join(missing) or 'config/manifest'}); "
                            "rerun the run or remove it from the report")
+    if not isinstance(run.document.get("metric_specs"), list):
+        raise HarnessError(f"{run.path} was written by an earlier version of harness (no MetricSpecs); convert it "
+                           f"once with `harness upgrade {run.path}`")
     return run
 
 
@@ -203,6 +212,10 @@ def load_run(path: Path | str) -> RunRecord:
     path = Path(path)
     if path.is_file():
         data = read_json(path)
+        if isinstance(data, dict) and str(data.get("format", "")).startswith("harness-baseline/") \
+                and data.get("format") != BASELINE_FORMAT:
+            raise HarnessError(f"{path} is a pinned baseline of an earlier format ({data.get('format')}); convert "
+                               f"it once with `harness upgrade {path}`")
         if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
             raise HarnessError(f"{path} is neither a run directory nor a pinned baseline file ({BASELINE_FORMAT})")
         return checked(RunRecord(path, data.get("config"), data.get("manifest"), data.get("document") or {},

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reports.collect import RunRecord
-from reports.metrics import headline, lower_is_better
+from reports.metrics import headline
 
 # Benchmarks in this order first, any others after them alphabetically.
 BENCHMARK_ORDER = ("safety", "truthfulqa", "alpacaeval", "utility")
@@ -124,10 +124,9 @@ def build_columns(runs: list[RunRecord]) -> list[Column]:
     columns = []
     for benchmark in ordered_benchmarks({r.benchmark for r in runs}):
         of_benchmark = [r for r in runs if r.benchmark == benchmark]
-        names = [name for r in of_benchmark for name in r.metrics]
-        for metric, label in headline(benchmark, names):
-            if any((r.metrics.get(metric) or {}).get("value") is not None for r in of_benchmark):
-                columns.append(Column(benchmark, metric, label, lower_is_better(benchmark, metric)))
+        for spec in headline(of_benchmark):
+            if any((r.metrics.get(spec.name) or {}).get("value") is not None for r in of_benchmark):
+                columns.append(Column(benchmark, spec.name, spec.title, not spec.higher_is_better))
     return columns
 
 

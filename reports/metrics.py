@@ -1,48 +1,38 @@
-"""What the reports know about metrics: headline columns, which direction is better, and how to print them.
-
-Driven by the metrics present: a benchmark listed in `reports.table.HEADLINE` shows those columns; any other
-benchmark shows its first few top-level metrics. A benchmark class may declare `lower_is_better` (metric
-names) and `item_outcomes` (see reports/outcomes.py) to refine both without touching the reports.
+"""What the reports know about metrics: read from the MetricSpecs each run recorded (metrics.json
+`metric_specs`), never guessed from names: which metrics are headline columns, their labels, and which way
+is better.
 """
 from __future__ import annotations
 
 from typing import Any, Iterable
 
-from reports.table import HEADLINE
-
-FALLBACK_COLUMNS = 4
-# Metric names (before any "/category" suffix) where a smaller value is the better one.
-LOWER_IS_BETTER_PREFIXES = ("harmful_rate", "over_refusal")
+from harness.eval.metrics import MetricSpec, spec_for
 
 
-def benchmark_attribute(benchmark: str, name: str) -> Any:
-    """An optional attribute of a registered benchmark class; None when it or the benchmark is missing."""
-    from harness import registry
-
-    try:
-        return getattr(registry.get("benchmarks", benchmark), name, None)
-    except Exception:  # a report must still render runs of a benchmark whose plugin is not installed here
-        return None
-
-
-def lower_is_better(benchmark: str, metric: str) -> bool:
-    base = metric.split("/", 1)[0]
-    declared = benchmark_attribute(benchmark, "lower_is_better") or ()
-    return base in declared or metric in declared or base.startswith(LOWER_IS_BETTER_PREFIXES)
+def specs_of(runs: Iterable[Any]) -> list[MetricSpec]:
+    """The metrics the runs declare, in declaration order (the first declaration of a name wins)."""
+    specs: dict[str, MetricSpec] = {}
+    for run in runs:
+        for spec in run.specs:
+            specs.setdefault(spec.name, spec)
+    return list(specs.values())
 
 
-def headline(benchmark: str, metric_names: Iterable[str]) -> list[tuple[str, str]]:
-    """(metric, label) columns for a benchmark: its HEADLINE entry, else its first top-level metrics."""
-    if benchmark in HEADLINE:
-        return list(HEADLINE[benchmark])
-    top_level = [name for name in dict.fromkeys(metric_names) if "/" not in name]
-    return [(name, name.replace("_", " ")) for name in top_level[:FALLBACK_COLUMNS]]
+def headline(runs: Iterable[Any]) -> list[MetricSpec]:
+    """The headline metrics of runs of one benchmark: their columns in tables."""
+    return [spec for spec in specs_of(runs) if spec.headline]
 
 
-def primary_metric(benchmark: str, metric_names: Iterable[str]) -> str | None:
-    """The benchmark's first headline metric: the one plots use for 'score'."""
-    columns = headline(benchmark, metric_names)
-    return columns[0][0] if columns else None
+def primary_metric(runs: Iterable[Any]) -> str | None:
+    """The first headline metric: the one plots use for 'score'."""
+    columns = headline(runs)
+    return columns[0].name if columns else None
+
+
+def lower_is_better(runs: Iterable[Any], metric: str) -> bool:
+    """The metric's declared direction (a per-group metric takes its base metric's); False when undeclared."""
+    found = spec_for(specs_of(runs), metric)
+    return bool(found) and not found[0].higher_is_better
 
 
 def is_fraction(values: Iterable[float | None]) -> bool:

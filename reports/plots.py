@@ -81,7 +81,7 @@ def iteration_curves(board: Leaderboard, out_dir: Path) -> tuple[list[Plot], lis
     for model, benchmark in sorted({(run.model, run.benchmark) for _, run in pairs
                                     if run.iterations is not None and "curves" not in run.document}):
         runs = [run for _, run in pairs if run.model == model and run.benchmark == benchmark]
-        metric = primary_metric(benchmark, [m for r in runs for m in r.metrics])
+        metric = primary_metric(runs)
         if metric is None:
             continue
         unaligned = [r for r in runs if r.aligner == "none" and not r.variant]
@@ -204,7 +204,7 @@ def generalization_heatmaps(board: Leaderboard, out_dir: Path) -> tuple[list[Plo
         rows = ["(unaligned)"] + list(matrix["seed_domains"])
         cells = [matrix.get("unaligned") or [None] * len(matrix["eval_domains"])] + matrix["values"]
         metric = matrix.get("metric", "value")
-        figure = heatmap(rows, matrix["eval_domains"], cells, metric, lower_is_better(run.benchmark, metric),
+        figure = heatmap(rows, matrix["eval_domains"], cells, metric, lower_is_better([run], metric),
                          f"{run.benchmark}: {row.name}, {run.model}, seed {run.seed}")
         plots.append(Plot(save(figure, out_dir, slug("generalization", run.benchmark, row.name, run.model,
                                                       f"seed{run.seed}")),
@@ -219,7 +219,7 @@ def generalization_heatmaps(board: Leaderboard, out_dir: Path) -> tuple[list[Plo
             groups[(run.model, method_label(run, SEED_SETTINGS), run.benchmark)][next(iter(domains))].append(run)
     for (model, name, benchmark), by_seed in sorted(groups.items()):
         runs = [r for rs in by_seed.values() for r in rs]
-        metric = primary_metric(benchmark, [m for r in runs for m in r.metrics])
+        metric = primary_metric(runs)
         eval_domains = domains_of(runs, metric) if metric else []
         if len(by_seed) < 2 or not eval_domains:
             continue
@@ -227,7 +227,7 @@ def generalization_heatmaps(board: Leaderboard, out_dir: Path) -> tuple[list[Plo
         columns = eval_domains + ["all"]
         cells = [[combine([r.metrics.get(metric if d == "all" else f"{metric}/{d}") for r in by_seed[s]])
                   for d in columns] for s in seed_domains]
-        figure = heatmap(seed_domains, columns, cells, metric, lower_is_better(benchmark, metric),
+        figure = heatmap(seed_domains, columns, cells, metric, lower_is_better(runs, metric),
                          f"{benchmark}: {name}, {model}")
         plots.append(Plot(save(figure, out_dir, slug("generalization", benchmark, name, model)),
                           f"{benchmark}: domain generalization of {name}, {model}",
@@ -313,7 +313,7 @@ def score_vs_compute(board: Leaderboard, out_dir: Path) -> tuple[list[Plot], lis
     panels = []
     for benchmark in benchmarks:
         runs = [(row, run) for row, run in pairs if run.benchmark == benchmark]
-        metric = primary_metric(benchmark, [m for _, r in runs for m in r.metrics])
+        metric = primary_metric([r for _, r in runs])
         if metric:
             panels.append((benchmark, metric, runs))
     if not panels:
@@ -343,7 +343,7 @@ def score_vs_compute(board: Leaderboard, out_dir: Path) -> tuple[list[Plot], lis
         axes.set_xlim(-200, right)  # room for the aligners that spend no tokens (x = 0)
         axes.set_xticks([t for t in (0, 1e3, 1e4, 1e5, 1e6, 1e7) if t <= right])  # no crowding near 0
         axes.set_xlabel("alignment compute (tokens generated + trained)", fontsize=8)
-        arrow = "↓" if lower_is_better(benchmark, metric) else "↑"
+        arrow = "↓" if lower_is_better([r for _, r in runs], metric) else "↑"
         axes.set_ylabel(f"{metric}{units} {arrow}", fontsize=8)
         axes.set_title(benchmark, fontsize=9)
         axes.tick_params(labelsize=7)

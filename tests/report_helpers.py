@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.safety import safety_metrics
+from benchmarks.safety import Safety
+from harness.eval.metrics import compute_metrics
 from harness.config import RunConfig
 from harness.hashing import hash_json
 from mirror import DATA_DIR
@@ -61,6 +62,7 @@ def write_run(root: Path, aligner: str, records: list[dict], *, model: str = "ge
               cache_hits: int = 0) -> Path:
     """A finished safety run directory in the run store's format."""
     seeds_file = f"/seeds/{'-'.join(seed_domains)}.jsonl" if seed_domains else None
+    records = [{**r, "scores": {"harmful": r.get("harmful"), "refusal": r.get("refusal")}} for r in records]
     config = RunConfig.from_preset(aligner, "safety", preset, model=model, seed=seed, limit=limit,
                                    seeds_file=seeds_file, budget_overrides=budget or {}).to_dict()
     root.mkdir(parents=True)
@@ -78,7 +80,8 @@ def write_run(root: Path, aligner: str, records: list[dict], *, model: str = "ge
     if iterations is not None:
         aligned["iterations"] = [{"iteration": t + 1} for t in range(iterations)]
     document = {"run": str(root), "benchmark": "safety", "aligner": aligner, "model": model, "preset": preset,
-                "limit": limit, "metrics": safety_metrics(records, seed),
+                "limit": limit, "metrics": compute_metrics(Safety.metrics, records, seed),
+                "metric_specs": [spec.to_dict() for spec in Safety.metrics], "sample_format": 2,
                 "judge": {"name": "embedded-safety", "version": judge_version, "unparsed": 0}, "aligned": aligned}
     seeds = [{"question": "q", "answer": "a", "domain": d} for d in (seed_domains or ["violence", "benign"])]
     for name, obj in (("config.json", config), ("manifest.json", manifest), ("metrics.json", document),

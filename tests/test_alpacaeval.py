@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.alpacaeval import AlpacaEval, AlpacaEval1, alpacaeval_metrics, is_swapped
+from benchmarks.alpacaeval import AlpacaEval, AlpacaEval1, alpacaeval_metrics, is_swapped, lc_metric
+from harness.eval.metrics import compute_metrics
 from benchmarks.alpacaeval_data import (build_panel, load_annotations, load_eval_set, load_leaderboard,
                                         load_model_outputs)
 from harness.aligner import AlignedModel
@@ -92,13 +93,15 @@ def test_instruction_difficulty_is_recovered_from_a_simulated_panel():
 
 def test_metrics_count_unparsed_verdicts_and_report_every_subset():
     records = [{"id": f"alpacaeval:{i}", "category": "koala" if i % 2 else "vicuna", "score": s,
-                "output": "x" * (10 + i), "reference": "y" * 20} for i, s in enumerate([1.0, 0.0, None, 0.75])]
-    metrics = alpacaeval_metrics(records, [0.0, 0.5, 1.0, -1.0], seed=0)
+                "output": "x" * (10 + i), "reference": "y" * 20, "scores": {"score": s}}
+               for i, s in enumerate([1.0, 0.0, None, 0.75])]
+    metrics = compute_metrics(alpacaeval_metrics(), records, seed=0)
+    metrics["lc_win_rate"] = lc_metric(records, [0.0, 0.5, 1.0, -1.0], 0, unparsed=1)
     assert metrics["win_rate"]["n"] == 3 and metrics["win_rate"]["unparsed"] == 1
     assert metrics["win_rate"]["value"] == pytest.approx(1.75 / 3)
     assert metrics["win_rate/koala"]["n"] == 2 and metrics["win_rate/vicuna"]["unparsed"] == 1
     assert metrics["lc_win_rate"]["n"] == 3 and set(metrics["lc_win_rate"]) >= {"value", "ci95", "n"}
-    assert alpacaeval_metrics(records, None, seed=0)["lc_win_rate"]["value"] is None
+    assert lc_metric(records, None, 0, unparsed=1)["value"] is None
 
 
 # --- parity with the published leaderboards --------------------------------------------------------
@@ -162,6 +165,7 @@ class LongerIsBetter:
 
     name = "longer-is-better"
     version = "1"
+    roles = ("pairwise",)
 
     def __init__(self):
         self.calls = 0
@@ -181,7 +185,8 @@ def run_benchmark(benchmark, backend, judge, root: Path, questions: int = 6):
     size = EvalSize(harmful=None, benign=None, borderline=None, max_new_tokens=8, questions=questions)
     items, sources = benchmark.items(size, None, seed=3)
     store = RunStore(root / "run", {"test": "alpacaeval", "benchmark": benchmark.name})
-    ctx = EvalContext(store=store, cache=Cache(root / "cache"), judge=judge, eval_size=size, seed=3, batch_size=4)
+    ctx = EvalContext(store=store, cache=Cache(root / "cache"), judges={"pairwise": judge}, eval_size=size, seed=3,
+                      batch_size=4)
     return items, sources, store, benchmark.evaluate(AlignedModel(backend), items, ctx)
 
 

@@ -8,9 +8,9 @@ from scipy.stats import binomtest
 
 from harness.cli import main
 from harness.errors import HarnessError
-from harness.stats import mcnemar_exact_p, paired_difference, sign_flip_p
+from harness.stats import holm_adjust, mcnemar_exact_p, paired_difference, sign_flip_p
 from reports.collect import load_run
-from reports.compare import BETTER, SAME, WORSE, compare_runs
+from reports.compare import BETTER, SAME, WORSE, apply_holm, compare_outcomes, compare_runs, format_comparison, regressions
 from report_helpers import exact_outcomes, real_safety_runs, safety_items, write_run
 
 
@@ -41,9 +41,10 @@ def test_paired_difference_picks_the_test_and_brackets_the_difference():
     binary = paired_difference([1, 1, 1, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0, 0, 0])
     assert binary["test"] == "mcnemar" and binary["difference"] == pytest.approx(-7 / 8)
     assert binary["ci95"][0] <= -7 / 8 <= binary["ci95"][1] and binary["p_value"] == pytest.approx(2 / 128)
+    assert binary["interval"] == "newcombe" and binary["ci95"][1] < 0
     continuous = paired_difference([0.2, 0.4, 0.5, 0.1], [0.3, 0.5, 0.65, 0.2])
     assert continuous["test"] == "sign-flip permutation" and continuous["difference"] == pytest.approx(0.1125)
-    assert continuous["n"] == 4
+    assert continuous["n"] == 4 and continuous["interval"] == "bootstrap"
 
 
 # --- comparing runs -------------------------------------------------------------------------------------
@@ -75,7 +76,67 @@ def test_regression_gate_respects_the_threshold(pair):
     assert {m.metric for m in comparison.regressions(0.0)} == {"harmful_rate", "refusal_rate"}
     assert {m.metric for m in comparison.regressions(0.55)} == {"refusal_rate"}  # 80% -> 13.3%: 0.667 worse
     assert comparison.regressions(0.7) == []
-    assert comparison.regressions(0.0, ["over_refusal"]) == []
+    assert compare_runs(load_run(pair[0]), load_run(pair[1]), names=["over_refusal"]).regressions(0.0) == []
+
+
+def test_the_gate_adjusts_p_values_over_the_gated_metrics_only(pair):
+    comparison = compare_runs(load_run(pair[0]), load_run(pair[1]))
+    by_name = {m.metric: m for m in comparison.metrics}
+    top_level = ["harmful_rate", "refusal_rate", "over_refusal_borderline", "over_refusal_benign", "over_refusal"]
+    assert comparison.gated == top_level
+    assert by_name["harmful_rate/cybercrime"].p_holm is None and not by_name["harmful_rate/cybercrime"].gated
+    gated = [by_name[name] for name in comparison.gated]
+    assert [m.p_holm for m in gated] == pytest.approx(holm_adjust([m.p_value for m in gated]))
+    table = format_comparison(comparison)
+    header = next(line for line in table.splitlines() if line.startswith("metric"))
+    assert "p (Holm)" in header
+    cybercrime = next(line for line in table.splitlines() if line.startswith("harmful_rate/cybercrime"))
+    assert "  -  " in cybercrime
+    assert (f"gate: {', '.join(top_level)} (the top-level metrics); Holm's step-down over these 5 controls the "
+            "family-wise error rate at alpha = 0.05") in table
+    chosen = compare_runs(load_run(pair[0]), load_run(pair[1]), names=["harmful_rate", "over_refusal"])
+    assert chosen.gated == ["harmful_rate", "over_refusal"] and "(named by --metrics)" in format_comparison(chosen)
+
+
+def test_a_raw_p_below_alpha_is_a_worse_verdict_but_not_a_regression_after_holm():
+    # 12 vs 3 discordant pairs: McNemar p = 0.035, "worse" on its own; among 5 gated metrics whose others show
+    # nothing, Holm multiplies it by 5, so the gate does not fail.
+    baseline = [0] * 12 + [1] * 3 + [0] * 45
+    candidate = [1] * 12 + [0] * 3 + [0] * 45
+    metrics = [compare_outcomes("harmful_rate", baseline, candidate, lower=True)]
+    metrics += [compare_outcomes(f"other_{k}", [0, 1] * 30, [0, 1] * 30, lower=True) for k in range(4)]
+    apply_holm(metrics, [m.metric for m in metrics])
+    assert metrics[0].verdict == WORSE and metrics[0].p_value == pytest.approx(0.0352, abs=1e-4)
+    assert metrics[0].p_holm == pytest.approx(5 * metrics[0].p_value)
+    assert regressions(metrics, alpha=0.05) == []
+    apply_holm(metrics, ["harmful_rate"])  # gated alone, it fails the gate
+    assert [m.metric for m in regressions(metrics, alpha=0.05)] == ["harmful_rate"]
+
+
+def false_alarm_rates(n_comparisons: int, alpha: float, seed: int) -> tuple[float, float]:
+    """Two runs of the same method: five binary metrics whose per-item outcomes (items of varying difficulty)
+    are drawn independently for each run from the same distribution. Returns the share of comparisons that
+    report a regression with Holm's gate and with an uncorrected per-metric gate."""
+    rng = np.random.default_rng(seed)
+    sizes, rates = (72, 72, 32, 24, 56), (0.15, 0.5, 0.25, 0.3, 0.3)  # like safety's demo preset
+    holm_alarms = raw_alarms = 0
+    for _ in range(n_comparisons):
+        metrics = []
+        for k, (n, rate) in enumerate(zip(sizes, rates)):
+            difficulty = rng.beta(2 * rate, 2 * (1 - rate), size=n)  # items differ; the two runs do not
+            baseline, candidate = rng.random(n) < difficulty, rng.random(n) < difficulty
+            metrics.append(compare_outcomes(f"metric_{k}", baseline.astype(float), candidate.astype(float),
+                                            lower=True, alpha=alpha))
+        apply_holm(metrics, [m.metric for m in metrics])
+        holm_alarms += bool(regressions(metrics, alpha))
+        raw_alarms += any(m.verdict == WORSE for m in metrics)
+    return holm_alarms / n_comparisons, raw_alarms / n_comparisons
+
+
+def test_the_gate_keeps_its_false_alarm_rate_at_alpha():
+    holm_rate, raw_rate = false_alarm_rates(1000, alpha=0.05, seed=0)
+    assert holm_rate <= 0.05 + 0.02  # Monte Carlo slack: the standard error of a 5% rate over 1000 is 0.007
+    assert holm_rate <= raw_rate
 
 
 def test_cli_exit_codes(pair, tmp_path, capsys):
@@ -127,29 +188,37 @@ def test_unparsed_verdicts_are_left_out_of_the_pairs(tmp_path):
     assert harmful.n_paired == 28 and harmful.candidate["n"] == 28
 
 
-def test_item_outcomes_reproduce_every_benchmarks_own_metrics():
-    """The per-item mapping must give back what each benchmark's metric code reports (checked, not assumed)."""
+def test_item_values_reproduce_every_benchmarks_own_metrics():
+    """The per-item values behind each pairable metric give back the metric the loop computed."""
     import random
 
-    from reports.outcomes import resolve
+    from harness.eval.metrics import compute_metrics, spec_for
 
     rng = random.Random(0)
     truthfulqa = pytest.importorskip("benchmarks.truthfulqa")
     groups = list(truthfulqa.CATEGORY_GROUPS)[:3]
-    tqa = [{"id": f"q{i}", "category": groups[i % 3], "mc1": float(rng.random() < 0.3), "mc2": rng.random(),
-            "truthful": rng.choice([True, False, None]), "informative": rng.choice([True, False])}
+    tqa = [{"id": f"q{i}", "category": groups[i % 3],
+            "scores": {"mc1": float(rng.random() < 0.3), "mc2": rng.random(), "true": rng.choice([True, False, None]),
+                       "informative": rng.choice([True, False]), "true_informative": rng.choice([True, False])}}
            for i in range(40)]
-    tqa_metrics = truthfulqa.truthfulqa_metrics(tqa, 0)
+    specs = truthfulqa.TruthfulQA.metrics
+    tqa_metrics = compute_metrics(specs, tqa, 0)
     for name in ("mc1", "mc2", "true", "informative", "true_informative", f"true/{groups[0]}", f"mc2/{groups[1]}"):
-        assert resolve("truthfulqa", name, tqa_metrics[name], tqa) is not None, name
+        spec, group = spec_for(specs, name)
+        values = spec.item_values(tqa, group)
+        assert len(values) == tqa_metrics[name]["n"], name
+        assert sum(values.values()) / len(values) == pytest.approx(tqa_metrics[name]["value"]), name
 
     alpacaeval = pytest.importorskip("benchmarks.alpacaeval")
-    pairs = [{"id": f"a{i}", "category": "helpful_base" if i % 2 else "oasst", "output": "x" * i, "reference": "y",
-              "score": rng.choice([0.0, 0.25, 0.5, 1.0, None])} for i in range(40)]
-    ae_metrics = alpacaeval.alpacaeval_metrics(pairs, None, 0)
-    for name in ("win_rate", "discrete_win_rate", "win_rate/oasst"):
-        assert resolve("alpacaeval", name, ae_metrics[name], pairs) is not None, name
-    assert resolve("alpacaeval", "lc_win_rate", ae_metrics["lc_win_rate"], pairs) is None  # not a per-item mean
+    pairs = [{"id": f"a{i}", "category": "helpful_base" if i % 2 else "oasst", "scores": {"score": score}}
+             for i, score in enumerate(rng.choice([0.0, 0.25, 0.5, 1.0, None]) for _ in range(40))]
+    ae_specs = alpacaeval.AlpacaEval.metrics
+    ae_metrics = compute_metrics(ae_specs, pairs, 0)
+    for name in ("win_rate", "win_rate/oasst"):
+        spec, group = spec_for(ae_specs, name)
+        values = spec.item_values(pairs, group)
+        assert sum(values.values()) / len(values) == pytest.approx(ae_metrics[name]["value"]), name
+    assert not spec_for(ae_specs, "lc_win_rate")[0].pairable  # not a per-item mean
 
 
 # --- real runs ------------------------------------------------------------------------------------------

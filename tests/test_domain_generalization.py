@@ -25,7 +25,7 @@ from harness.models.hf import load_backend
 from harness.runner import execute
 from harness.store import read_jsonl
 from harness.types import EvalItem, Example
-from reports.outcomes import resolve
+from harness.eval.metrics import spec_for
 from tiny_model import make_tiny_model
 
 from mirror import DATA_DIR
@@ -137,7 +137,9 @@ def test_matrix_rows_come_from_alignments_on_one_seed_domain_each(tiny, tmp_path
     assert metrics["over_refusal"]["n"] == 2 * sum(r["kind"] != "harmful" for r in items)
     pooled = read_jsonl(out / "samples" / "eval.jsonl")
     for name, metric in metrics.items():  # `harness compare` pairs two runs item by item on each
-        assert resolve("domain-generalization", name, metric, pooled) is not None, name
+        spec, group = spec_for(DomainGeneralization.metrics, name)
+        values = spec.item_values(pooled, group)
+        assert len(values) == metric["n"] and sum(values.values()) / len(values) == pytest.approx(metric["value"])
     assert set(document["aligned"]["per_seed_domain"]) == set(seed_domains)
 
 
@@ -177,7 +179,7 @@ def test_a_judge_that_cannot_judge_safety_is_one_clear_error(tiny, tmp_path, mon
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
 
     class PairwiseOnly:
-        name, version = "pairwise-only", "1"
+        name, version, roles = "pairwise-only", "1", ("pairwise",)
 
         def prefer(self, instructions, first, second):
             return []

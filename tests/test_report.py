@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from benchmarks.alpacaeval import AlpacaEval
 from harness.cli import main
 from reports.collect import find_runs, load_run
 from reports.compare import SAME, compare_runs
@@ -82,12 +83,17 @@ def test_seeds_are_averaged_and_other_data_or_budgets_get_their_own_rows(tmp_pat
     assert len(flagged) == 1 and "data version" in flagged[0].setting
 
 
-def test_a_benchmark_without_a_headline_entry_shows_its_top_level_metrics(tmp_path):
+def test_a_new_benchmark_shows_the_headline_metrics_it_declared(tmp_path):
+    from harness.eval.metrics import MetricSpec
+
     run = write_run(tmp_path / "run", "none", exact_outcomes(safety_items(), 5, 5, 1))
     document = json.loads((run / "metrics.json").read_text())
     document["benchmark"] = "brand-new"
     document["metrics"] = {"accuracy": {"value": 0.7, "ci95": [0.6, 0.8], "n": 50},
-                           "accuracy/math": {"value": 0.5, "ci95": [0.3, 0.7], "n": 20}}
+                           "accuracy/math": {"value": 0.5, "ci95": [0.3, 0.7], "n": 20},
+                           "calls": {"value": 3.0, "ci95": [2.0, 4.0], "n": 50}}
+    document["metric_specs"] = [MetricSpec("accuracy", "correct", group_by="subject").to_dict(),
+                                MetricSpec("calls", "calls", higher_is_better=False, headline=False).to_dict()]
     (run / "metrics.json").write_text(json.dumps(document))
     board = build_leaderboard([load_run(run)])
     assert [(c.key, c.lower_is_better) for c in board.columns] == [("brand-new:accuracy", False)]
@@ -165,27 +171,22 @@ def test_unfinished_runs_are_skipped_with_a_note(runs, capsys):
     assert f"skipping unfinished run {unfinished}" in capsys.readouterr().err
 
 
-def test_a_benchmark_class_can_declare_direction_and_item_outcomes(tmp_path):
-    from harness import registry
-    from reports.outcomes import ItemOutcome
+def test_reports_and_compare_read_directions_and_outcomes_from_the_runs_metric_specs(tmp_path):
+    """No benchmark class is needed: a run's recorded MetricSpecs say what each metric aggregates."""
+    from harness.eval.metrics import MetricSpec, compute_metrics
 
-    @registry.register("benchmarks", "toy-report-bench")
-    class Toy:
-        lower_is_better = ("error_rate", "hard_error_rate")
-        item_outcomes = {"error_rate": ItemOutcome("wrong", {"split": ("test",)}),
-                         "hard_error_rate": ("wrong", {"split": "test", "level": "hard"})}
+    specs = [MetricSpec("error_rate", "wrong", "error rate", higher_is_better=False, where={"split": ("test",)}),
+             MetricSpec("hard_error_rate", "wrong", "hard errors", higher_is_better=False,
+                        where={"split": ("test",), "level": ("hard",)})]
 
     def toy_run(name, wrong):
-        records = [{"id": f"q{i}", "split": "test", "level": "hard" if i < 4 else "easy", "wrong": w}
-                   for i, w in enumerate(wrong)] + [{"id": "dev0", "split": "dev", "wrong": True}]
-        test = [r for r in records if r["split"] == "test"]
-        hard = [r["wrong"] for r in test if r["level"] == "hard"]
+        records = [{"id": f"q{i}", "split": "test", "level": "hard" if i < 4 else "easy", "scores": {"wrong": w}}
+                   for i, w in enumerate(wrong)] + [{"id": "dev0", "split": "dev", "scores": {"wrong": True}}]
         run = write_run(tmp_path / name, "none", exact_outcomes(safety_items(), 1, 1, 1))
         document = json.loads((run / "metrics.json").read_text())
         document["benchmark"] = "toy-report-bench"
-        document["metrics"] = {
-            "error_rate": {"value": sum(r["wrong"] for r in test) / len(test), "ci95": [0, 1], "n": len(test)},
-            "hard_error_rate": {"value": sum(hard) / len(hard), "ci95": [0, 1], "n": len(hard)}}
+        document["metrics"] = compute_metrics(specs, records, 0)
+        document["metric_specs"] = [spec.to_dict() for spec in specs]
         (run / "metrics.json").write_text(json.dumps(document))
         (run / "samples" / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
         return load_run(run)
@@ -210,6 +211,7 @@ def test_win_rate_and_generalization_plots_appear_with_their_runs(tmp_path):
         run = write_run(root / f"ae-{aligner}", aligner, exact_outcomes(items, 1, 1, 1))
         document = json.loads((run / "metrics.json").read_text())
         document["benchmark"] = "alpacaeval"
+        document["metric_specs"] = [spec.to_dict() for spec in AlpacaEval.metrics]
         document["metrics"] = {"win_rate": {"value": rate, "ci95": [rate - 0.1, rate + 0.1], "n": 100},
                                "lc_win_rate": {"value": None, "ci95": [None, None], "n": 0}}
         (run / "metrics.json").write_text(json.dumps(document))

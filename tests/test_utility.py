@@ -28,14 +28,14 @@ from harness.config import get_preset
 from harness.datasources import Resolver
 from harness.errors import HarnessError
 from harness.judges.pairwise import EmbeddedPairwiseJudge
-from harness.judges.safety import KeywordRefusalJudge
 from harness.models.hf import load_backend
 from harness.runner import check_seed_overlap
 from harness.embedding import embed
 from harness.seeds import builtin_seed_file, load_seeds
 from harness.store import Cache, RunStore, read_jsonl
 from harness.types import Example
-from reports.outcomes import resolve
+from harness.eval.metrics import compute_metrics, spec_for
+from harness.judges.build import judge_names, make_judge
 from tiny_model import make_tiny_model
 
 from mirror import DATA_DIR
@@ -204,8 +204,9 @@ def test_items_have_each_task_at_its_preset_size_and_do_not_overlap_the_safety_s
 
 
 def eval_context(tmp_path, judge, name="run") -> EvalContext:
+    judges = {"pairwise": judge, "safety": make_judge("embedded-safety", {})}
     return EvalContext(store=RunStore(tmp_path / name, {"test": name}), cache=Cache(tmp_path / "cache"),
-                       judge=judge, eval_size=TINY, seed=0, batch_size=8)
+                       judges=judges, eval_size=TINY, seed=0, batch_size=8)
 
 
 def test_the_unaligned_model_ties_itself_and_an_aligned_one_is_judged(tiny, tiny_chat, tmp_path, mirror):
@@ -233,12 +234,14 @@ def test_the_unaligned_model_ties_itself_and_an_aligned_one_is_judged(tiny, tiny
     mmlu = [r for r in records if r["kind"] == "mmlu"]
     assert metrics["mmlu_accuracy"]["value"] == pytest.approx(sum(r["correct"] for r in mmlu) / len(mmlu))
     assert all(r["correct"] == (r["prediction"] == r["answer"]) for r in mmlu)
-    assert result["judges"]["over_refusal_xstest"]["name"] == "embedded-safety"
-    assert result["judges"]["helpfulness_win_rate"]["name"] == "embedded-pairwise" == result["judge"]["name"]
+    assert result["judges"]["safety"]["name"] == "embedded-safety"
+    assert result["judges"]["pairwise"]["name"] == "embedded-pairwise" == result["judge"]["name"]
     assert any(name.startswith("mmlu_accuracy/") for name in metrics)
     for name in ("mmlu_accuracy", "helpfulness_win_rate", "over_refusal_xstest", "mmlu_accuracy/stem"):
         if name in metrics:  # `harness compare` can pair two runs item by item on each metric
-            assert resolve("utility", name, metrics[name], records) is not None, name
+            spec, group = spec_for(Utility.metrics, name)
+            values = spec.item_values(records, group)
+            assert sum(values.values()) / len(values) == pytest.approx(metrics[name]["value"]), name
 
     class Refusing:
         def __getattr__(self, name):
@@ -253,21 +256,22 @@ def test_the_unaligned_model_ties_itself_and_an_aligned_one_is_judged(tiny, tiny
     assert rerun["metrics"] == metrics
 
 
-def test_a_judge_that_is_not_pairwise_is_one_clear_error(tiny, tmp_path, mirror):
-    benchmark = Utility()
-    items, _ = benchmark.items(TINY, 1, 0)
-    with pytest.raises(HarnessError, match="not a pairwise judge"):
-        benchmark.evaluate(AlignedModel(tiny), items, eval_context(tmp_path, KeywordRefusalJudge()))
+def test_a_judge_that_is_not_pairwise_is_one_clear_error():
+    with pytest.raises(HarnessError, match="needs a pairwise judge; --judge keyword-refusal is not one"):
+        judge_names(Utility, "keyword-refusal")
+    assert judge_names(Utility, None) == {"pairwise": "embedded-pairwise", "safety": "embedded-safety"}
 
 
 def test_metrics_leave_unparsed_verdicts_out_and_count_them():
-    records = [{"kind": "mmlu", "correct": True, "domain": "stem"}, {"kind": "mmlu", "correct": False, "domain": "other"},
-               {"kind": "helpfulness", "score": 1.0}, {"kind": "helpfulness", "score": None},
-               {"kind": "over_refusal", "refusal": None}, {"kind": "over_refusal", "refusal": True}]
-    metrics = utility_metrics(records, 0)
+    records = [{"kind": "mmlu", "scores": {"correct": True}, "domain": "stem"},
+               {"kind": "mmlu", "scores": {"correct": False}, "domain": "other"},
+               {"kind": "helpfulness", "scores": {"score": 1.0}}, {"kind": "helpfulness", "scores": {"score": None}},
+               {"kind": "over_refusal", "scores": {"refusal": None}}, {"kind": "over_refusal", "scores": {"refusal": True}}]
+    metrics = compute_metrics(utility_metrics(), records, 0)
     assert metrics["mmlu_accuracy"]["value"] == 0.5 and metrics["mmlu_accuracy/stem"]["value"] == 1.0
     assert metrics["helpfulness_win_rate"]["n"] == 1 and metrics["helpfulness_win_rate"]["unparsed"] == 1
-    assert metrics["over_refusal_xstest"] == {"value": 1.0, "ci95": [1.0, 1.0], "n": 1, "unparsed": 1}
+    assert metrics["over_refusal_xstest"]["value"] == 1.0 and metrics["over_refusal_xstest"]["n"] == 1
+    assert metrics["over_refusal_xstest"]["unparsed"] == 1 and metrics["over_refusal_xstest"]["ci95"][0] < 1.0
 
 
 # --- integration: the real embedded models ----------------------------------------------------------
@@ -288,8 +292,8 @@ def test_cli_run_on_the_embedded_models(tmp_path, mirror):
     assert metrics["helpfulness_win_rate"]["n"] == 2
     for name in ("mmlu_accuracy", "helpfulness_win_rate", "over_refusal_xstest"):
         assert 0 <= metrics[name]["value"] <= 1
-    assert document["judges"]["over_refusal_xstest"]["name"] == "embedded-safety"
-    assert document["judges"]["helpfulness_win_rate"]["name"] == "embedded-pairwise"
+    assert document["judges"]["safety"]["name"] == "embedded-safety"
+    assert document["judges"]["pairwise"]["name"] == "embedded-pairwise"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["n_eval_items"] == 6
     assert {s["dataset"] for s in manifest["data_sources"]} >= {"mmlu-test-sub20", "xstest"}

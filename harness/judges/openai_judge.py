@@ -239,6 +239,7 @@ class OpenAIJudge:
     """LLM judge over an OpenAI-compatible endpoint; options come from `--judge-*` on the command line."""
 
     name = "openai"
+    roles = ("safety", "truth", "pairwise")
     description = "LLM judge over any OpenAI-compatible endpoint (--judge-model, --judge-base-url)"
 
     def __init__(self, model: str | None = None, base_url: str = DEFAULT_BASE_URL,
@@ -287,15 +288,7 @@ class OpenAIJudge:
         return [Preference(second_better=None if value is None else float(value), raw=raw)
                 for value, raw in self.ask("pairwise", fields)]
 
-    def score(self, prompts_or_questions: list[str], responses_or_answers: list[str],
-              correct_refs: list[list[str]] | None = None,
-              incorrect_refs: list[list[str]] | None = None) -> list[Any]:
-        """Safety verdicts for (prompts, responses); truth verdicts when reference answers are passed too."""
-        if correct_refs is None and incorrect_refs is None:
-            return self.score_safety(prompts_or_questions, responses_or_answers)
-        return self.score_truth(prompts_or_questions, responses_or_answers, correct_refs or [], incorrect_refs or [])
-
-    def score_truth(self, questions: list[str], answers: list[str], correct_refs: list[list[str]],
+    def judge_truth(self, questions: list[str], answers: list[str], correct_refs: list[list[str]],
                     incorrect_refs: list[list[str]]) -> list[TruthVerdict]:
         check_truth_inputs(questions, answers, correct_refs, incorrect_refs)
         fields = [{"question": q, "answer": a, "correct_answers": "; ".join(c), "incorrect_answers": "; ".join(i)}
@@ -304,7 +297,7 @@ class OpenAIJudge:
         informative = self.ask("info", fields)
         return [TruthVerdict(truthful=t, informative=i) for (t, _), (i, _) in zip(truthful, informative)]
 
-    def score_safety(self, prompts: list[str], responses: list[str]) -> list[SafetyVerdict | None]:
+    def judge_safety(self, prompts: list[str], responses: list[str]) -> list[SafetyVerdict | None]:
         """None for a response whose judge answer could not be parsed (the benchmark counts it)."""
         if len(prompts) != len(responses):
             raise HarnessError(f"judge got {len(prompts)} prompts but {len(responses)} responses; pass one of each")

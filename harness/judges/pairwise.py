@@ -1,7 +1,7 @@
 """Pairwise judges: which of two outputs answers an instruction better.
 
-The protocol (`Preference`, `PairwiseJudge`) is shared by every pairwise judge (the embedded one here,
-the `openai` judge elsewhere). A judge always sees the outputs in the order it is given; the benchmark
+`Preference` is what every pairwise judge returns (the role's protocol is in harness/judges/roles.py; the
+embedded judge here, the `openai` judge elsewhere). A judge always sees the outputs in the order it is given; the benchmark
 does the seeded position swap and un-swaps the verdict.
 
 `EmbeddedPairwiseJudge` ("embedded-pairwise") runs on a CPU: the embedded chat model reads a short
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from harness import progress
 from harness.errors import HarnessError
@@ -24,13 +24,6 @@ from harness.store import Cache
 class Preference:
     second_better: float | None  # 0.0 = first output better, 1.0 = second better, 0.5 = tie; None = unparsed
     raw: str = ""                # the judge's raw answer (for the per-sample record)
-
-
-class PairwiseJudge(Protocol):
-    name: str
-    version: str
-
-    def prefer(self, instructions: list[str], first: list[str], second: list[str]) -> list[Preference]: ...
 
 
 # --- the embedded pairwise judge ---------------------------------------------------------------------
@@ -79,6 +72,7 @@ class EmbeddedPairwiseJudge:
     """
 
     name = "embedded-pairwise"
+    roles = ("pairwise",)
     description = "smollm2-135m-instruct compares two outputs by P('A') vs P('B'), both orders averaged (CPU)"
     both_orders = True
 
@@ -86,7 +80,7 @@ class EmbeddedPairwiseJudge:
                  max_output_chars: int = MAX_OUTPUT_CHARS, max_instruction_chars: int = MAX_INSTRUCTION_CHARS,
                  cache: Cache | None = None):
         if backend is None:
-            from harness.runner import load_model
+            from harness.models.loading import load_model
 
             backend = load_model("hf", model)
         self.backend = backend

@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness import registry
 from harness.errors import HarnessError
+from harness.judges.roles import fills
 from harness.stats import cohens_kappa, mean_metric
 
 SPLIT_SEED = 0
@@ -186,16 +188,18 @@ def validate(judge_name: str, against: str = "xstest", data_dir: Path | str | No
     responses cut to SHORT_RESPONSE_CHARS, the length demo runs produce. Verdicts a judge could not parse
     are counted (`unparsed`) and left out of the agreement, never guessed.
     """
-    from harness.runner import make_judge
+    from harness.judges.build import judges_filling, make_judge
 
+    role = "pairwise" if against in PAIRWISE_SETS else "truth" if against in TRUTH_SETS else "safety"
+    if not fills(registry.get("judges", judge_name), role):  # refused before the judge loads a model
+        what = {"safety": "refusal/harmfulness", "truth": "truth", "pairwise": "pairwise"}[role]
+        raise HarnessError(f"judge {judge_name} is not a {what} judge; --against {against} validates judges "
+                           f"such as {', '.join(judges_filling(role))}")
     judge = make_judge(judge_name, options or {})
-    if against in PAIRWISE_SETS:
+    if role == "pairwise":
         return validate_pairwise(judge_name, against, data_dir, limit, judge=judge)
-    if against in TRUTH_SETS:
+    if role == "truth":
         return validate_truth(judge, against, limit)
-    if not callable(getattr(judge, "score", None)):
-        raise HarnessError(f"judge {judge_name} is not a refusal/harmfulness judge; --against {against} "
-                           "validates judges such as embedded-safety, keyword-refusal or openai")
     rows = heldout_rows(against, data_dir)
     if limit is not None and limit < len(rows):
         keep = np.sort(np.random.default_rng(SPLIT_SEED).permutation(len(rows))[:limit])
@@ -207,7 +211,7 @@ def validate(judge_name: str, against: str = "xstest", data_dir: Path | str | No
     harmful_rows = (rows["unsafe"] & ~rows["partial"] & rows["harmful"].notna()).to_numpy()
     for variant, cut in (("full", None), ("short", SHORT_RESPONSE_CHARS)):
         responses = [r if cut is None else r.strip()[:cut] for r in rows["response"].astype(str)]
-        verdicts = judge.score(prompts, responses)
+        verdicts = judge.judge_safety(prompts, responses)
         parsed = np.array([v is not None for v in verdicts])
         refusal = np.array([bool(v is not None and v.refusal) for v in verdicts])
         harmful = np.array([bool(v is not None and v.harmful) for v in verdicts])
@@ -348,8 +352,6 @@ def pairwise_agreement(forward: list, swapped: list, labels: np.ndarray, seed: i
 def validate_pairwise(judge_name: str, against: str = "llmbar", data_dir: Path | str | None = None,
                       limit: int | None = None, seed: int = SPLIT_SEED, judge: object | None = None) -> dict:
     """A pairwise judge's agreement with the human labels of `against`; `limit` = a seeded subset of pairs."""
-    from harness import registry
-
     if against not in PAIRWISE_SETS:
         raise HarnessError(f"unknown pairwise validation set {against!r}; known: {', '.join(PAIRWISE_SETS)}")
     rows = load_pairwise_set(against, data_dir)
@@ -358,8 +360,8 @@ def validate_pairwise(judge_name: str, against: str = "llmbar", data_dir: Path |
         rows = rows.iloc[keep].reset_index(drop=True)
     if judge is None:
         judge = registry.get("judges", judge_name)()
-    if not hasattr(judge, "prefer"):
-        raise HarnessError(f"judge {judge_name} is not a pairwise judge (it has no prefer()); "
+    if not fills(judge, "pairwise"):
+        raise HarnessError(f"judge {judge_name} is not a pairwise judge; "
                            f"--against {against} validates pairwise judges such as embedded-pairwise")
     instructions = list(rows["instruction"].astype(str))
     first, second = list(rows["output_1"].astype(str)), list(rows["output_2"].astype(str))
