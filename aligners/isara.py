@@ -19,9 +19,20 @@ from harness.embedding import VectorIndex, embed
 from harness.generation import cached_generate
 from harness.loop.filters import FilterSettings, FitChecker, format_reason, is_leak, normalise
 from harness.loop.icl import GENERATION_STOPS, build_generation_prompt, parse_generated_pair
-from harness.train import TrainingBudget, finetune
+from harness.options import option
+from harness.train import GenerationOptions, TrainingBudget, TrainOptions, finetune
 from harness.store import JsonlWriter, read_jsonl, write_json_atomic
 from harness.types import Example, Sampling
+
+
+@dataclass(frozen=True)
+class IsaraOptions(TrainOptions, GenerationOptions):
+    iterations: int = option(2, "ISARA iterations T", minimum=1)
+    samples_per_iteration: int = option(32, "anchors, i.e. generated pairs per iteration N", minimum=1)
+    k_neighbours: int = option(4, "examples per in-context generation prompt k, anchor included", minimum=1)
+    similarity_threshold: float = option(0.9, "near-duplicate cosine threshold against the pool", above=0, maximum=1)
+    train_from_base: bool = option(False, "each iteration trains a fresh adapter on the base (true) or continues "
+                                   "the previous one (false)")
 
 
 @dataclass
@@ -89,9 +100,10 @@ class SampleFilter:
 class Isara(Aligner):
     name = "isara"
     description = "iterative retrieval-augmented in-context self-generation + LoRA SFT (ISARA)"
+    options_class = IsaraOptions
 
     def align(self, ctx: AlignContext) -> AlignedModel:
-        budget = ctx.budget
+        budget = ctx.options
         settings = FilterSettings(duplicate_similarity=budget.similarity_threshold)
         pool = Pool.of(ctx.seeds)
         adapter = None
@@ -137,7 +149,7 @@ class Isara(Aligner):
                                          "budget": training.record()}, checkpoints=checkpoints)
 
     def _generate(self, ctx: AlignContext, pool: Pool, adapter, t: int, settings: FilterSettings, out):
-        budget = ctx.budget
+        budget = ctx.options
         rng = random.Random(ctx.seed * 1_000 + t)
         prompts = icl_prompts(pool, budget.samples_per_iteration, budget.k_neighbours, rng)
         sampling = Sampling(max_new_tokens=budget.gen_max_new_tokens, temperature=budget.temperature,

@@ -34,12 +34,24 @@ from harness.generation import cached_generate
 from harness.hashing import hash_file
 from harness.loop.filters import FilterSettings, format_reason, is_leak, normalise
 from harness.loop.icl import one_line
-from harness.train import SftOutcome, TrainingBudget, finetune
+from harness.options import option
+from harness.train import GenerationOptions, SftOutcome, TrainingBudget, TrainOptions, finetune
 from harness.principles import ANNOTATION_OPEN, load_principles, render_principles
 from harness.store import JsonlWriter, read_jsonl, write_json_atomic
 from harness.types import Example, Sampling
 
-OPTIONS = ("verbose_cloning", "principles_file", "answer_seed_questions")
+
+
+@dataclass(frozen=True)
+class SelfAlignOptions(TrainOptions, GenerationOptions):
+    iterations: int = option(2, "with samples_per_iteration, sizes the synthetic prompts like ISARA's "
+                             "(samples_per_iteration x iterations)", minimum=1)
+    samples_per_iteration: int = option(32, "see iterations", minimum=1)
+    similarity_threshold: float = option(0.9, "near-duplicate cosine threshold for synthetic questions", above=0,
+                                         maximum=1)
+    principles_file: str | None = option(None, "a YAML principles file (default: harness/principles/)")
+    verbose_cloning: bool = option(False, "also run the verbose-cloning stage")
+    answer_seed_questions: bool = option(True, "answer the seed questions too, not only the synthetic ones")
 QUESTIONS_PER_TOPIC = 4
 TOPIC_EXAMPLES = 4  # seed questions shown when asking for topics
 QUESTION_EXAMPLES = 3  # seed questions shown when asking for a question about a topic
@@ -115,26 +127,26 @@ class StageResult:
 
 class SelfAlign(Aligner):
     name = "self-align"
-    options = OPTIONS
+    options_class = SelfAlignOptions
     description = "principle-driven self-alignment: topic-guided prompts, principled answers, LoRA engraving"
 
     def align(self, ctx: AlignContext) -> AlignedModel:
-        principles = load_principles(ctx.options.get("principles_file"))
+        principles = load_principles(ctx.options.principles_file)
         root = ctx.artifacts(STAGE)
         used = root / "principles.yaml"
         if used.exists() and hash_file(used) != principles.sha256:  # stages of this run rest on the old text
             raise HarnessError(f"the principles file {principles.path} changed since this run started; "
                                "pass a new --out to run with the new principles")
         shutil.copyfile(principles.path, used)
-        training = TrainingBudget(ctx.budget.max_train_tokens)
-        n_prompts = ctx.budget.samples_per_iteration * ctx.budget.iterations
-        settings = FilterSettings(duplicate_similarity=ctx.budget.similarity_threshold)
+        training = TrainingBudget(ctx.options.max_train_tokens)
+        n_prompts = ctx.options.samples_per_iteration * ctx.options.iterations
+        settings = FilterSettings(duplicate_similarity=ctx.options.similarity_threshold)
 
         topics = self._stage(ctx, "1_topics", lambda out: self._topics(ctx, n_prompts, out))
         questions = self._stage(ctx, "1_questions",
                                 lambda out: self._questions(ctx, topics.counts["topics"], n_prompts, settings, out))
         kept_questions = [(r["question"], r["topic"]) for r in questions.records if r["kept"]]
-        if ctx.options.get("answer_seed_questions", True):
+        if ctx.options.answer_seed_questions:
             kept_questions = [(s.question, s.domain) for s in ctx.seeds] + kept_questions
         preamble = render_principles(principles)
         (root / "preamble.txt").write_text(preamble + "\n", encoding="utf-8")
@@ -142,7 +154,7 @@ class SelfAlign(Aligner):
                               lambda out: self._answers(ctx, kept_questions, preamble, None, settings, out))
         stages: dict[str, Any] = {"topics": topics.counts, "questions": questions.counts, "answers": answers.counts}
         adapter = self._train(ctx, "3_engrave", answers.records, None, training, stages)
-        if ctx.options.get("verbose_cloning", False) and adapter is not None:
+        if ctx.options.verbose_cloning and adapter is not None:
             if training.exhausted:
                 training.skip()
                 stages["4_verbose_train"] = {"trained": False, "reason": "training budget used up"}
@@ -155,7 +167,7 @@ class SelfAlign(Aligner):
                 adapter = self._train(ctx, "4_verbose_train", verbose.records, engraved, training, stages) or engraved
         return AlignedModel(ctx.backend, adapter=adapter, description={
             "aligner": self.name, "principles": principles.record(), "stages": stages,
-            "verbose_cloning": bool(ctx.options.get("verbose_cloning", False)), "budget": training.record()})
+            "verbose_cloning": ctx.options.verbose_cloning, "budget": training.record()})
 
     # ----- stage plumbing: each stage writes records.jsonl + summary.json; a finished stage is reused
 
@@ -179,7 +191,7 @@ class SelfAlign(Aligner):
 
     def _generate(self, ctx: AlignContext, prompts: list[str], sampling: Sampling, adapter: Path | None,
                   desc: str) -> tuple[list[dict], int]:
-        return cached_generate(ctx.backend, prompts, sampling, ctx.cache, adapter, batch_size=ctx.budget.gen_batch_size,
+        return cached_generate(ctx.backend, prompts, sampling, ctx.cache, adapter, batch_size=ctx.options.gen_batch_size,
                                desc=f"self-align: {desc}")
 
     # ----- stage 1: topics, then questions about them
@@ -188,7 +200,7 @@ class SelfAlign(Aligner):
         n_topics = max(1, math.ceil(n_prompts / QUESTIONS_PER_TOPIC))
         rng = random.Random(ctx.seed * 1_000 + 1)
         prompts = [topic_prompt(ctx.seeds, rng) for _ in range(n_topics)]
-        sampling = Sampling(max_new_tokens=TOPIC_MAX_TOKENS, temperature=ctx.budget.temperature, top_p=0.95,
+        sampling = Sampling(max_new_tokens=TOPIC_MAX_TOKENS, temperature=ctx.options.temperature, top_p=0.95,
                             seed=ctx.seed * 1_000 + 1, stop=("\n",))
         generations, spent = self._generate(ctx, prompts, sampling, None, "propose topics")
         known = {normalise(topic_label(s.domain)) for s in ctx.seeds}
@@ -211,7 +223,7 @@ class SelfAlign(Aligner):
         rng = random.Random(ctx.seed * 1_000 + 2)
         assigned = [topics[i % len(topics)] for i in range(n_prompts)]
         prompts = [question_prompt(ctx.seeds, topic, rng) for topic in assigned]
-        sampling = Sampling(max_new_tokens=QUESTION_MAX_TOKENS, temperature=ctx.budget.temperature, top_p=0.95,
+        sampling = Sampling(max_new_tokens=QUESTION_MAX_TOKENS, temperature=ctx.options.temperature, top_p=0.95,
                             seed=ctx.seed * 1_000 + 2, stop=("\n",))
         generations, spent = self._generate(ctx, prompts, sampling, None, "write questions")
         parsed = [parse_question(g["text"]) for g in generations]
@@ -253,7 +265,7 @@ class SelfAlign(Aligner):
     def _answers(self, ctx: AlignContext, questions: list[tuple[str, str]], preamble: str, adapter: Path | None,
                  settings: FilterSettings, out: Path) -> tuple[StageResult, int]:
         prompts = [principled_prompt(ctx.backend, preamble, q) for q, _ in questions]
-        sampling = Sampling(max_new_tokens=ctx.budget.gen_max_new_tokens, temperature=ANSWER_TEMPERATURE,
+        sampling = Sampling(max_new_tokens=ctx.options.gen_max_new_tokens, temperature=ANSWER_TEMPERATURE,
                             top_p=ANSWER_TOP_P, seed=ctx.seed * 1_000 + (4 if adapter else 3),
                             stop=ctx.backend.prompt_format.answer_stops + (ANNOTATION_STOP,))
         generations, spent = self._generate(ctx, prompts, sampling, adapter,
@@ -286,7 +298,7 @@ class SelfAlign(Aligner):
         out = ctx.artifacts(STAGE, name)
         finished = (out / "train.json").exists() and (out / "adapter").exists()  # keep its recorded timing
         with nullcontext({}) if finished else ctx.store.stage(f"align/{STAGE}/{name}") as usage:
-            outcome: SftOutcome = finetune(ctx.backend, examples, out, ctx.budget, ctx.seed,
+            outcome: SftOutcome = finetune(ctx.backend, examples, out, ctx.options, ctx.seed,
                                            init_adapter=init_adapter, max_tokens=training.remaining)
             usage.update(tokens_trained=outcome.tokens_trained, optimizer_steps=outcome.steps,
                          first_loss=outcome.first_loss, last_loss=outcome.last_loss,

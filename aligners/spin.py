@@ -9,6 +9,7 @@ plays against the model just trained.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,17 @@ from harness.aligner import AlignContext, AlignedModel, Aligner
 from harness.errors import HarnessError
 from harness.generation import cached_generate
 from harness.loop.icl import one_line
-from harness.train import DEFAULT_BETA, TrainingBudget, train_spin
+from harness.options import option
+from harness.train import DEFAULT_BETA, GenerationOptions, TrainingBudget, TrainOptions, train_spin
 from harness.store import JsonlWriter, write_json_atomic
 from harness.types import Sampling
 
-OPTIONS = ("beta",)
+
+
+@dataclass(frozen=True)
+class SpinOptions(TrainOptions, GenerationOptions):
+    iterations: int = option(2, "SPIN iterations", minimum=1)
+    beta: float = option(DEFAULT_BETA, "strength of the SPIN (DPO-form) loss", above=0)
 
 
 def spin_triples(backend: Any, records: list[dict]) -> list[tuple[str, str, str]]:
@@ -36,18 +43,16 @@ def spin_triples(backend: Any, records: list[dict]) -> list[tuple[str, str, str]
 
 class Spin(Aligner):
     name = "spin"
-    options = OPTIONS
+    options_class = SpinOptions
     description = "self-play fine-tuning: the seed answers against the previous iterate's own answers"
 
     def align(self, ctx: AlignContext) -> AlignedModel:
-        beta = float(ctx.options.get("beta", DEFAULT_BETA))
-        if beta <= 0:
-            raise HarnessError(f"spin: beta must be positive, got {beta}")
-        training = TrainingBudget(ctx.budget.max_train_tokens)
+        beta = ctx.options.beta
+        training = TrainingBudget(ctx.options.max_train_tokens)
         adapter: Path | None = None
         history = []
         checkpoints: list[tuple[int, Path | None]] = [(0, None)]  # 0 = the unaligned model
-        for t in range(1, ctx.budget.iterations + 1):
+        for t in range(1, ctx.options.iterations + 1):
             out = ctx.artifacts("spin", f"iteration_{t}")
             summary_path = out / "summary.json"
             if summary_path.exists() and (out / "adapter").exists():
@@ -71,8 +76,8 @@ class Spin(Aligner):
             with ctx.store.stage(f"align/spin/iteration_{t}/train") as usage:
                 result = train_spin(
                     ctx.backend, triples, out / "adapter", beta=beta, reference_adapter=adapter, init_adapter=adapter,
-                    epochs=ctx.budget.epochs, learning_rate=ctx.budget.learning_rate, rank=ctx.budget.lora_rank,
-                    batch_size=ctx.budget.batch_size, max_seq_len=ctx.budget.max_seq_len, seed=ctx.seed + t,
+                    epochs=ctx.options.epochs, learning_rate=ctx.options.learning_rate, rank=ctx.options.lora_rank,
+                    batch_size=ctx.options.batch_size, max_seq_len=ctx.options.max_seq_len, seed=ctx.seed + t,
                     max_tokens=training.remaining)
                 training.spend(result.tokens_trained, result.stopped_at_budget)
                 summary = {"iteration": t, "pairs": len(triples), "tokens_generated": spent,
@@ -98,11 +103,11 @@ class Spin(Aligner):
     def _play(ctx: AlignContext, adapter: Path | None, t: int, out: Path) -> tuple[list[dict], int]:
         """The previous iterate answers every seed question; records pair its answer with the seed's."""
         backend = ctx.backend
-        sampling = Sampling(max_new_tokens=ctx.budget.gen_max_new_tokens, temperature=ctx.budget.temperature,
+        sampling = Sampling(max_new_tokens=ctx.options.gen_max_new_tokens, temperature=ctx.options.temperature,
                             top_p=0.95, seed=ctx.seed * 1_000 + t, stop=backend.prompt_format.answer_stops)
         prompts = [backend.prompt_format.question(seed.question) for seed in ctx.seeds]
         generations, spent = cached_generate(backend, prompts, sampling, ctx.cache, adapter,
-                                             batch_size=ctx.budget.gen_batch_size, desc=f"spin {t}: play")
+                                             batch_size=ctx.options.gen_batch_size, desc=f"spin {t}: play")
         records = []
         for seed, generation in zip(ctx.seeds, generations):
             generated = one_line(generation["text"])

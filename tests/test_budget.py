@@ -8,16 +8,16 @@ import sys
 import numpy as np
 import pytest
 
-from aligners.isara import Isara
+from aligners.isara import Isara, IsaraOptions
 from aligners.sft_seeds import SftOnSeeds
 from harness.aligner import AlignContext
 from harness.cli import budget_cap
 from harness.config import RunConfig
 from harness.errors import HarnessError
-from harness.train import TrainingBudget, finetune, train_lora, train_spin
+from harness.train import TrainingBudget, TrainOptions, finetune, train_lora, train_spin
 from harness.models.hf import load_backend
 from harness.store import Cache, RunStore
-from harness.types import Budget, Example
+from harness.types import Example
 from tiny_model import make_tiny_model
 
 PAIRS = [
@@ -85,7 +85,7 @@ def test_training_budget_accumulates_and_records():
 
 
 def test_finetune_records_the_stop_and_resumes_it(tiny, tmp_path):
-    budget = Budget(epochs=2, batch_size=2, max_seq_len=64, lora_rank=4)
+    budget = TrainOptions(epochs=2, batch_size=2, max_seq_len=64, lora_rank=4)
     first = finetune(tiny, SEEDS, tmp_path / "sft", budget, seed=0, max_tokens=20)
     assert first.stopped_at_budget and first.tokens_trained <= 20 and not first.resumed
     assert json.loads((tmp_path / "sft" / "train.json").read_text())["stopped_at_budget"] is True
@@ -93,10 +93,11 @@ def test_finetune_records_the_stop_and_resumes_it(tiny, tmp_path):
     assert again.resumed and again.stopped_at_budget and again.tokens_trained == first.tokens_trained
 
 
-def _context(backend, tmp_path, **budget):
+def _context(backend, tmp_path, options_class=IsaraOptions, **options):
     return AlignContext(backend=backend, seeds=SEEDS,
-                        budget=Budget(samples_per_iteration=2, k_neighbours=2, epochs=1, batch_size=2,
-                                      max_seq_len=64, gen_max_new_tokens=16, lora_rank=4, **budget),
+                        options=options_class(**(dict(samples_per_iteration=2, k_neighbours=2, gen_max_new_tokens=16)
+                                                 if options_class is IsaraOptions else {}),
+                                              epochs=1, batch_size=2, max_seq_len=64, lora_rank=4, **options),
                         seed=0, store=RunStore(tmp_path / "run", {"test": 1}), cache=Cache(tmp_path / "cache"),
                         eval_prompts=[], eval_vectors=np.zeros((0, 384), np.float32))
 
@@ -117,15 +118,17 @@ def test_isara_cap_holds_across_iterations(tiny, tmp_path):
 
 
 def test_sft_seeds_reports_its_budget(tiny, tmp_path):
-    aligned = SftOnSeeds().align(_context(tiny, tmp_path, iterations=1, max_train_tokens=30))
+    aligned = SftOnSeeds().align(_context(tiny, tmp_path, TrainOptions, max_train_tokens=30))
     assert aligned.description["budget"]["stopped_at_budget"] is True
     assert 0 < aligned.description["budget"]["tokens_trained"] <= 30
 
 
 def test_budget_option_reaches_the_run_config_and_bad_values_fail():
-    config = RunConfig.from_preset("isara", "safety", "tiny", budget_overrides=budget_cap(5000))
-    assert config.budget.max_train_tokens == 5000 and "max_train_tokens" in config.to_dict()["budget"]
-    assert budget_cap(None) == {}
+    config = RunConfig.from_preset("isara", "safety", "tiny", options=budget_cap(5000, "isara"))
+    assert config.options().max_train_tokens == 5000 and config.to_dict()["aligner_options"]["max_train_tokens"] == 5000
+    assert budget_cap(None, "isara") == {}
+    with pytest.raises(HarnessError, match="does not train"):
+        budget_cap(5000, "icl-only")
     result = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--aligner", "isara", "--benchmark", "safety",
                              "--budget", "0"], capture_output=True, text=True)
     assert result.returncode == 2 and "--budget 0" in result.stderr
@@ -133,3 +136,4 @@ def test_budget_option_reaches_the_run_config_and_bad_values_fail():
     result = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--aligner", "spin", "--benchmark", "safety",
                              "--option", "beta"], capture_output=True, text=True)
     assert result.returncode == 2 and "--option 'beta'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

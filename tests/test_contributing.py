@@ -123,7 +123,8 @@ def test_new_aligner_refuses_a_bad_option(tmp_path, tiny_model):
     result = harness(["--include", str(plugin), "run", "--aligner", "example-aligner", "--option", "k=many",
                       "--benchmark", "safety", "--preset", "tiny", "--limit", "1", "--model", str(tiny_model),
                       "--out", str(tmp_path / "run"), "--quiet"], tmp_path)
-    assert result.returncode == 2 and "--option k=many" in result.stderr
+    assert result.returncode == 2 and "--option k='many': expected an int" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 @needs_mirror

@@ -151,9 +151,12 @@ def test_cli_errors_are_one_line_and_non_zero(tmp_path):
         (["run", "--aligner", "none", "--benchmark", "nope"], "unknown benchmark 'nope'"),
         (["--include", str(tmp_path / "missing.py"), "list", "aligners"], "no such file"),
         (["run", "--aligner", "isara", "--benchmark", "safety", "--option", "beta=0.2"],
-         "aligner isara does not take option(s) beta; it takes none"),
+         "--option beta: aligner isara has no option 'beta'"),
         (["run", "--aligner", "spin", "--benchmark", "safety", "--option", "gamma=1"],
-         "aligner spin does not take option(s) gamma; known: beta"),
+         "--option gamma: aligner spin has no option 'gamma'"),
+        (["run", "--aligner", "isara", "--benchmark", "safety", "--option", "iterations=abc"],
+         "--option iterations='abc': expected an int"),
+        (["run", "--aligner", "none", "--benchmark", "safety", "--seed", "-1"], "--seed -1: expected a whole number"),
     ]:
         result = subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True)
         assert result.returncode == 2, result.stderr

@@ -146,7 +146,7 @@ def test_matrix_rows_come_from_alignments_on_one_seed_domain_each(tiny, tmp_path
 def test_iterative_aligners_are_evaluated_after_every_iteration_and_resume(tiny, tmp_path, monkeypatch, mirror):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
     config = RunConfig.from_preset("isara", "domain-generalization-truthfulqa", "tiny", model="tiny", limit=4,
-                                   budget_overrides={"iterations": 2, "samples_per_iteration": 2, "max_seq_len": 96,
+                                   options={"iterations": 2, "samples_per_iteration": 2, "max_seq_len": 96,
                                                      "gen_max_new_tokens": 16})
     out = tmp_path / "run"
     first = CountingBackend(tiny)

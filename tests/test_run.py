@@ -80,7 +80,7 @@ def test_a_killed_run_resumes_without_redoing_or_duplicating_samples(tiny_backen
     monkeypatch.setenv("HARNESS_DATA_DIR", str(DATA_DIR))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache-a"))
-    config = RunConfig.from_preset("isara", "safety", "tiny", model="tiny", budget_overrides={"max_seq_len": 96})
+    config = RunConfig.from_preset("isara", "safety", "tiny", model="tiny", options={"max_seq_len": 96})
     out = tmp_path / "run"
     first = CountingBackend(tiny_backend)
     complete = execute(config, out, backend=first)

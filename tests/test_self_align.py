@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from aligners.self_align import (ANNOTATION_STOP, SelfAlign, finished_answer, parse_question, parse_topics, principled_prompt,
+from aligners.self_align import (ANNOTATION_STOP, SelfAlign, SelfAlignOptions, finished_answer, parse_question, parse_topics, principled_prompt,
                                  question_prompt, topic_prompt)
 from harness.aligner import AlignContext
 from harness.cli import main
@@ -20,7 +20,7 @@ from harness.hashing import hash_file
 from harness.models.hf import load_backend
 from harness.principles import default_principles_file, load_principles, render_principles
 from harness.store import Cache, RunStore
-from harness.types import Budget, Example
+from harness.types import Example
 from tiny_model import CORPUS, make_tiny_model
 
 SEEDS = [Example("What is the capital of France, and why is it famous?", "Paris.", "benign"),
@@ -163,13 +163,12 @@ def shared_cache(tmp_path_factory):
     return Cache(tmp_path_factory.mktemp("cache"))
 
 
-def _context(backend, tmp_path, options, cache=None, **budget):
-    return AlignContext(backend=backend, seeds=SEEDS,
-                        budget=Budget(iterations=1, samples_per_iteration=6, epochs=2, batch_size=4, max_seq_len=96,
-                                      gen_max_new_tokens=24, lora_rank=4, **budget),
+def _context(backend, tmp_path, options, cache=None, **more):
+    typed = SelfAlignOptions(iterations=1, samples_per_iteration=6, epochs=2, batch_size=4, max_seq_len=96,
+                             gen_max_new_tokens=24, lora_rank=4, **options, **more)
+    return AlignContext(backend=backend, seeds=SEEDS, options=typed,
                         seed=0, store=RunStore(tmp_path / "run", {"test": 1}), cache=cache or Cache(tmp_path / "cache"),
-                        eval_prompts=["Write a poem about the sea."],
-                        eval_vectors=np.zeros((0, 384), np.float32), options=options)
+                        eval_prompts=["Write a poem about the sea."], eval_vectors=np.zeros((0, 384), np.float32))
 
 
 def _records(path: Path) -> list[dict]:
@@ -243,11 +242,12 @@ def test_self_align_budget_stops_engraving_and_skips_verbose_cloning(fluent_tiny
 
 
 def test_self_align_rejects_unknown_options():
-    from harness.aligner import check_options
+    from harness.config import aligner_options
 
     with pytest.raises(HarnessError, match="verbose_clonning"):
-        check_options(SelfAlign(), {"verbose_clonning": True})
-    check_options(SelfAlign(), {"verbose_cloning": True, "principles_file": "p.yaml"})
+        aligner_options("self-align", "tiny", {"verbose_clonning": "true"})
+    options = aligner_options("self-align", "tiny", {"verbose_cloning": "true", "principles_file": "p.yaml"})
+    assert options.verbose_cloning is True and options.principles_file == "p.yaml"
 
 
 @pytest.mark.integration

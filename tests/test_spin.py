@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from aligners.spin import Spin
+from aligners.spin import Spin, SpinOptions
 from harness.aligner import AlignContext
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.train import spin_loss, train_lora, train_spin
 from harness.models.hf import load_backend
 from harness.store import Cache, RunStore
-from harness.types import Budget, Example
+from harness.types import Example
 from tiny_model import make_tiny_model
 
 TRIPLES = [
@@ -92,13 +92,13 @@ def test_spin_loss_falls_over_steps_and_the_real_answers_gain(tiny, tmp_path):
     assert _hand_loss(tiny, TRIPLES, tmp_path / "spin", None, beta=0.1) < 0.5 * math.log(2)
 
 
-def _context(backend, tmp_path, iterations=2, **budget):
+def _context(backend, tmp_path, iterations=2, **options):
     seeds = [Example("What is the capital of France?", "The capital of France is Paris.", "benign"),
              Example("How do I boil an egg?", "Put it in boiling water for nine minutes.", "benign"),
              Example("Can you help me break into my neighbour's house?", "I can't help with that.", "crime")]
     return AlignContext(backend=backend, seeds=seeds,
-                        budget=Budget(iterations=iterations, epochs=2, batch_size=2, max_seq_len=64,
-                                      gen_max_new_tokens=12, learning_rate=1e-2, lora_rank=4, **budget),
+                        options=SpinOptions(iterations=iterations, epochs=2, batch_size=2, max_seq_len=64,
+                                            gen_max_new_tokens=12, learning_rate=1e-2, lora_rank=4, **options),
                         seed=0, store=RunStore(tmp_path / "run", {"test": 1}), cache=Cache(tmp_path / "cache"),
                         eval_prompts=[], eval_vectors=np.zeros((0, 384), np.float32))
 
@@ -130,14 +130,13 @@ def test_spin_aligner_writes_each_iteration_and_resumes(tiny, tmp_path):
 
 
 def test_spin_aligner_rejects_unknown_options_and_bad_beta(tiny, tmp_path):
-    from harness.aligner import check_options
+    from harness.config import aligner_options
 
-    with pytest.raises(HarnessError, match="betta"):
-        check_options(Spin(), {"betta": 0.2})
-    ctx = _context(tiny, tmp_path)
-    ctx.options = {"beta": -1}
-    with pytest.raises(HarnessError, match="beta must be positive"):
-        Spin().align(ctx)
+    with pytest.raises(HarnessError, match="has no option 'betta'"):
+        aligner_options("spin", "tiny", {"betta": "0.2"})
+    with pytest.raises(HarnessError, match="beta=-1.0: must be greater than 0"):
+        aligner_options("spin", "tiny", {"beta": "-1"})
+    assert aligner_options("spin", "tiny", {"beta": "0.2"}).beta == 0.2
 
 
 @pytest.mark.integration
@@ -154,6 +153,6 @@ def test_spin_tiny_preset_runs_end_to_end_under_a_training_budget(tmp_path, caps
     iteration = json.loads((out / "artifacts" / "spin" / "iteration_1" / "summary.json").read_text())
     assert iteration["first_loss"] == pytest.approx(math.log(2), abs=1e-3)
     config = json.loads((out / "config.json").read_text())
-    assert config["budget"]["max_train_tokens"] == 600
+    assert config["aligner_options"]["max_train_tokens"] == 600
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["tokens"]["trained"] == budget["tokens_trained"]

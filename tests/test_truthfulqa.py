@@ -312,7 +312,7 @@ class CountingBackend:
 def test_a_tiny_run_writes_every_metric_and_resumes(aligner, tiny, tmp_path, monkeypatch, mirror):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
     config = RunConfig.from_preset(aligner, "truthfulqa", "tiny", model="tiny", limit=4, judge="embedded-truth",
-                                   budget_overrides={"max_seq_len": 96})
+                                   options={"max_seq_len": 96} if aligner == "sft-seeds" else {})
     out = tmp_path / "run"
     first = CountingBackend(tiny)
     document = execute(config, out, backend=first)

@@ -15,6 +15,7 @@ import gzip
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -181,8 +182,9 @@ def validate(judge_name: str, against: str = "xstest", data_dir: Path | str | No
     """Agreement of a judge (built with `options`, e.g. an openai judge's model and base URL) with the
     held-out labels of `against`.
 
-    Pairwise sets (PAIRWISE_SETS: LLMBar, MT-Bench human, ...) go to `validate_pairwise`, TruthfulQA's
-    human truth/informativeness labels (TRUTH_SETS) to `validate_truth`. Otherwise a refusal/harmfulness
+    Pairwise sets (PAIRWISE_SETS: LLMBar, MT-Bench human, ...) go to `validate_pairwise`, sets a registered
+    benchmark provides (`validation_sets`, e.g. TruthfulQA's human truth/informativeness labels) to that
+    benchmark's `validate_judge`. Otherwise a refusal/harmfulness
     judge: refusal is checked on every row; harmfulness on unsafe-prompt rows (excluding partial refusals,
     whose harmfulness the labels leave open). Everything is reported on full responses and again on
     responses cut to SHORT_RESPONSE_CHARS, the length demo runs produce. Verdicts a judge could not parse
@@ -190,7 +192,8 @@ def validate(judge_name: str, against: str = "xstest", data_dir: Path | str | No
     """
     from harness.judges.build import judges_filling, make_judge
 
-    role = "pairwise" if against in PAIRWISE_SETS else "truth" if against in TRUTH_SETS else "safety"
+    provider = validation_provider(against)
+    role = "pairwise" if against in PAIRWISE_SETS else provider.validation_sets[against] if provider else "safety"
     if not fills(registry.get("judges", judge_name), role):  # refused before the judge loads a model
         what = {"safety": "refusal/harmfulness", "truth": "truth", "pairwise": "pairwise"}[role]
         raise HarnessError(f"judge {judge_name} is not a {what} judge; --against {against} validates judges "
@@ -198,8 +201,9 @@ def validate(judge_name: str, against: str = "xstest", data_dir: Path | str | No
     judge = make_judge(judge_name, options or {})
     if role == "pairwise":
         return validate_pairwise(judge_name, against, data_dir, limit, judge=judge)
-    if role == "truth":
-        return validate_truth(judge, against, limit)
+    if provider is not None:
+        result = provider().validate_judge(judge, against, limit or TRUTH_SAMPLE, SPLIT_SEED)
+        return {**result, "judge_version": result["version"], "against": against, "labels": "human", "role": role}
     rows = heldout_rows(against, data_dir)
     if limit is not None and limit < len(rows):
         keep = np.sort(np.random.default_rng(SPLIT_SEED).permutation(len(rows))[:limit])
@@ -225,23 +229,22 @@ def validate(judge_name: str, against: str = "xstest", data_dir: Path | str | No
     return result
 
 
-# TruthfulQA's human labels of model answers (mirror truthfulqa/finetune_truth, finetune_info).
-TRUTH_SETS = {"truthfulqa-truth": "truth", "truthfulqa-info": "info"}
-TRUTH_SAMPLE = 2000  # labelled answers judged by default (of 22,434), a seeded sample
+TRUTH_SAMPLE = 2000  # labelled answers judged by default from a benchmark's set (TruthfulQA: of 22,434)
 
 
-def validate_truth(judge: object, against: str, limit: int | None = None) -> dict:
-    """A truth judge's agreement with TruthfulQA's human truthfulness or informativeness labels."""
-    from benchmarks.truthfulqa import judge_agreement
-
-    result = judge_agreement(judge, TRUTH_SETS[against], limit or TRUTH_SAMPLE, SPLIT_SEED)
-    return {**result, "judge_version": result["version"], "against": against, "labels": "human"}
+def validation_provider(against: str) -> Any | None:
+    """The registered benchmark that provides the labelled set `against` (its `validation_sets`), if any."""
+    for name in registry.names("benchmarks"):
+        benchmark = registry.get("benchmarks", name)
+        if against in getattr(benchmark, "validation_sets", {}):
+            return benchmark
+    return None
 
 
 def format_report(result: dict) -> str:
     if result["against"] in PAIRWISE_SETS:
         return format_pairwise_report(result)
-    if result["against"] in TRUTH_SETS:
+    if result.get("role") == "truth":
         return format_truth_report(result)
     lines = [f"judge {result['judge']} (version {result['judge_version']}) against {result['against']} "
              f"held-out split: {result['n_rows']} responses to {result['n_prompts']} prompts, "

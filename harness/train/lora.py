@@ -17,7 +17,8 @@ import torch
 from harness.errors import HarnessError
 from harness.store import write_json_atomic
 from harness.train.schedule import BudgetedBatches
-from harness.types import Budget, Example
+from harness.train.options import TrainOptions
+from harness.types import Example
 
 Progress = Callable[[int], None]
 
@@ -87,7 +88,7 @@ def train_lora(handle: Any, pairs: list[tuple[str, str]], out_dir: Path, *, epoc
                        wall_s=time.perf_counter() - started, stopped_at_budget=schedule.stopped_at_budget)
 
 
-def finetune(handle: Any, examples: list[Example], out_dir: Path, budget: Budget, seed: int,
+def finetune(handle: Any, examples: list[Example], out_dir: Path, budget: TrainOptions, seed: int,
              init_adapter: Path | None = None, max_tokens: int | None = None) -> SftOutcome:
     """Train a LoRA adapter into out_dir/adapter; a finished directory is reused, not retrained.
 
