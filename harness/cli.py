@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 from harness import progress, registry
-from harness.config import DEFAULT_MODEL, PRESETS, RunConfig
+from harness.config import DEFAULT_MODEL, PRESETS, RunConfig, aligner_options
 from harness.errors import HarnessError
 from harness.options import describe, names as option_names
 
@@ -174,6 +174,8 @@ def command_run(args: argparse.Namespace) -> int:
     registry.get("aligners", args.aligner)
     if args.judge and not benchmark.judge_roles:
         raise HarnessError(f"benchmark {args.benchmark} uses no judge; drop --judge")
+    if args.set:  # checked on its own first, so an error names the flag the value came with
+        aligner_options(args.aligner, args.preset, option_values(args.set, "--set"), flag="--set")
     options = option_values(args.set, "--set") | option_values(args.option) | budget_cap(args.budget, args.aligner)
     config = RunConfig.from_preset(
         args.aligner, args.benchmark, args.preset, model=args.model, backend=args.backend, seed=args.seed,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import store as store_module
+from harness import runlock as store_module
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.store import LOCK_NAME, Cache, JsonlWriter, RunStore, read_jsonl, write_json_atomic, write_text_atomic

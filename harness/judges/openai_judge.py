@@ -1,13 +1,11 @@
 """The `openai` judge: an LLM judge over any OpenAI-compatible chat-completions endpoint.
 
 Works with OpenAI itself, `vllm serve`, `transformers serve` and anything else that speaks
-`POST {base_url}/chat/completions`. It implements the three judge protocols:
+`POST {base_url}/chat/completions`. It fills the three judge roles (harness/judges/roles.py):
 
-- pairwise (`harness.judges.pairwise`): `prefer(instructions, first, second) -> list[Preference]`
-- truth (`harness.judges.truth`): `score(questions, answers, correct_refs, incorrect_refs) -> list[TruthVerdict]`
-- safety (`harness.judges.safety`): `score(prompts, responses) -> list[SafetyVerdict | None]`
-
-`score` tells the last two apart by whether reference answers are passed.
+- pairwise: `prefer(instructions, first, second) -> list[Preference]`
+- truth: `judge_truth(questions, answers, correct_refs, incorrect_refs) -> list[TruthVerdict]`
+- safety: `judge_safety(prompts, responses) -> list[SafetyVerdict | None]`
 
 Judging is configuration: each role reads one prompt file (`prompts/<name>.yaml`, or any YAML path) with the
 template, the sampling and the answer parser. An answer the parser cannot read is never guessed: pairwise

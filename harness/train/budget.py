@@ -8,7 +8,7 @@ from harness.errors import HarnessError
 
 @dataclass
 class TrainingBudget:
-    """Training tokens spent so far in a run against `Budget.max_train_tokens` (None = no cap).
+    """Training tokens spent so far in a run against an aligner's `max_train_tokens` option (`--budget`) (None = no cap).
 
     Aligners pass `remaining` to every training call and `spend` what it used, so the cap holds across
     iterations and stages together; `record()` is what the run's metrics show.

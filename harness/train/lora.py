@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 
 from harness.errors import HarnessError
+from harness.progress import bar as progress_bar
 from harness.store import write_json_atomic
 from harness.train.schedule import BudgetedBatches
 from harness.train.options import TrainOptions
@@ -71,7 +72,9 @@ def train_lora(handle: Any, pairs: list[tuple[str, str]], out_dir: Path, *, epoc
     schedule = BudgetedBatches([n for _ids, n in rows], batch_size, epochs, seed, max_steps, max_tokens)
     losses: list[float] = []
     model.train()
+    bar = None
     try:
+        bar = progress_bar(schedule.steps, f"train LoRA ({len(rows)} pairs)")
         for batch in schedule:
             loss = -handle.continuation_logprobs(model, [rows[i] for i in batch]).mean()
             optimizer.zero_grad(set_to_none=True)
@@ -79,16 +82,19 @@ def train_lora(handle: Any, pairs: list[tuple[str, str]], out_dir: Path, *, epoc
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             losses.append(float(loss.detach()))
+            bar.update(1)
             if progress:
                 progress(1)
     finally:
+        if bar is not None:
+            bar.close()
         model.eval()
     handle.save_adapter(model, Path(out_dir))
     return TrainResult(losses=losses, tokens_trained=schedule.tokens, steps=len(losses),
                        wall_s=time.perf_counter() - started, stopped_at_budget=schedule.stopped_at_budget)
 
 
-def finetune(handle: Any, examples: list[Example], out_dir: Path, budget: TrainOptions, seed: int,
+def finetune(handle: Any, examples: list[Example], out_dir: Path, options: TrainOptions, seed: int,
              init_adapter: Path | None = None, max_tokens: int | None = None) -> SftOutcome:
     """Train a LoRA adapter into out_dir/adapter; a finished directory is reused, not retrained.
 
@@ -100,8 +106,8 @@ def finetune(handle: Any, examples: list[Example], out_dir: Path, budget: TrainO
         return SftOutcome(adapter=adapter, resumed=True, **summary)
     pairs = [handle.prompt_format.training_pair(e.question, e.answer) for e in examples]
     result = train_lora(
-        handle, pairs, adapter, epochs=budget.epochs, learning_rate=budget.learning_rate, rank=budget.lora_rank,
-        batch_size=budget.batch_size, max_seq_len=budget.max_seq_len, seed=seed, init_adapter=init_adapter,
+        handle, pairs, adapter, epochs=options.epochs, learning_rate=options.learning_rate, rank=options.lora_rank,
+        batch_size=options.batch_size, max_seq_len=options.max_seq_len, seed=seed, init_adapter=init_adapter,
         max_tokens=max_tokens,
     )
     summary = {"tokens_trained": result.tokens_trained, "steps": result.steps,

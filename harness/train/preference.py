@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.errors import HarnessError
+from harness.progress import bar as progress_bar
 from harness.train.lora import Progress, TrainResult, optimizer_for
 from harness.train.schedule import BudgetedBatches
 
@@ -85,7 +86,9 @@ def train_spin(handle: Any, triples: list[tuple[str, str, str]], out_dir: Path, 
     accuracy: list[float] = []
     margins: list[float] = []
     model.train()
+    bar = None
     try:
+        bar = progress_bar(schedule.steps, f"train SPIN ({len(pairs)} pairs)")
         for batch in schedule:
             optimizer.zero_grad(set_to_none=True)
             step_loss = step_accuracy = step_margin = 0.0
@@ -103,9 +106,12 @@ def train_spin(handle: Any, triples: list[tuple[str, str, str]], out_dir: Path, 
             losses.append(step_loss)
             accuracy.append(step_accuracy)
             margins.append(step_margin)
+            bar.update(1)
             if progress:
                 progress(1)
     finally:
+        if bar is not None:
+            bar.close()
         model.eval()
     handle.save_adapter(model, Path(out_dir))
     return SpinResult(losses=losses, tokens_trained=schedule.tokens, steps=len(losses),

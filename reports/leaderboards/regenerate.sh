@@ -44,7 +44,7 @@ for benchmark in $BENCHMARKS; do
 done
 for aligner in $ITERATIVE; do
   if grep -qx "$aligner" <<<"$registered_aligners" && grep -qx safety <<<"$registered_benchmarks"; then
-    run safety "$aligner" "$aligner-iterations1" --set iterations=1
+    run safety "$aligner" "$aligner-iterations1" --option iterations=1
   fi
 done
 
