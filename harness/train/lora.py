@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -45,6 +46,27 @@ class SftOutcome:
     stopped_at_budget: bool = False
 
 
+@contextmanager
+def training(handle: Any, model: torch.nn.Module, out_dir: Path, steps: int, desc: str,
+             progress: Progress | None) -> Iterator[Callable[[], None]]:
+    """Train mode for the block, which calls the yielded function once per optimizer step (a progress bar,
+    and `progress` when given); then eval mode and, when the block finished, the adapter saved to out_dir."""
+    bar = progress_bar(steps, desc)
+
+    def step_done() -> None:
+        bar.update(1)
+        if progress:
+            progress(1)
+
+    model.train()
+    try:
+        yield step_done
+    finally:
+        bar.close()
+        model.eval()
+    handle.save_adapter(model, Path(out_dir))
+
+
 def optimizer_for(model: torch.nn.Module, learning_rate: float) -> tuple[list[torch.nn.Parameter], torch.optim.Optimizer]:
     params = [p for p in model.parameters() if p.requires_grad]
     return params, torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
@@ -71,10 +93,7 @@ def train_lora(handle: Any, pairs: list[tuple[str, str]], out_dir: Path, *, epoc
     params, optimizer = optimizer_for(model, learning_rate)
     schedule = BudgetedBatches([n for _ids, n in rows], batch_size, epochs, seed, max_steps, max_tokens)
     losses: list[float] = []
-    model.train()
-    bar = None
-    try:
-        bar = progress_bar(schedule.steps, f"train LoRA ({len(rows)} pairs)")
+    with training(handle, model, out_dir, schedule.steps, f"train LoRA ({len(rows)} pairs)", progress) as step_done:
         for batch in schedule:
             loss = -handle.continuation_logprobs(model, [rows[i] for i in batch]).mean()
             optimizer.zero_grad(set_to_none=True)
@@ -82,14 +101,7 @@ def train_lora(handle: Any, pairs: list[tuple[str, str]], out_dir: Path, *, epoc
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             losses.append(float(loss.detach()))
-            bar.update(1)
-            if progress:
-                progress(1)
-    finally:
-        if bar is not None:
-            bar.close()
-        model.eval()
-    handle.save_adapter(model, Path(out_dir))
+            step_done()
     return TrainResult(losses=losses, tokens_trained=schedule.tokens, steps=len(losses),
                        wall_s=time.perf_counter() - started, stopped_at_budget=schedule.stopped_at_budget)
 

@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.errors import HarnessError
-from harness.progress import bar as progress_bar
-from harness.train.lora import Progress, TrainResult, optimizer_for
+from harness.train.lora import Progress, TrainResult, optimizer_for, training
 from harness.train.schedule import BudgetedBatches
 
 DEFAULT_BETA = 0.1
@@ -85,10 +84,7 @@ def train_spin(handle: Any, triples: list[tuple[str, str, str]], out_dir: Path, 
     losses: list[float] = []
     accuracy: list[float] = []
     margins: list[float] = []
-    model.train()
-    bar = None
-    try:
-        bar = progress_bar(schedule.steps, f"train SPIN ({len(pairs)} pairs)")
+    with training(handle, model, out_dir, schedule.steps, f"train SPIN ({len(pairs)} pairs)", progress) as step_done:
         for batch in schedule:
             optimizer.zero_grad(set_to_none=True)
             step_loss = step_accuracy = step_margin = 0.0
@@ -106,14 +102,7 @@ def train_spin(handle: Any, triples: list[tuple[str, str, str]], out_dir: Path, 
             losses.append(step_loss)
             accuracy.append(step_accuracy)
             margins.append(step_margin)
-            bar.update(1)
-            if progress:
-                progress(1)
-    finally:
-        if bar is not None:
-            bar.close()
-        model.eval()
-    handle.save_adapter(model, Path(out_dir))
+            step_done()
     return SpinResult(losses=losses, tokens_trained=schedule.tokens, steps=len(losses),
                       wall_s=time.perf_counter() - started, stopped_at_budget=schedule.stopped_at_budget,
                       reward_accuracy=accuracy, reward_margin=margins)
