@@ -1,7 +1,7 @@
 """`alpacaeval` / `alpacaeval-ae1`: instruction following, judged pairwise against a reference model.
 
 The aligned model answers AlpacaEval instructions (a seeded subset of the 805, sized by
-`EvalSize.questions`); a pairwise judge compares each answer with the reference output: gpt4_1106_preview
+the `questions` option); a pairwise judge compares each answer with the reference output: gpt4_1106_preview
 for `alpacaeval` (AlpacaEval 2), text-davinci-003 for `alpacaeval-ae1` (AlpacaEval 1). Which output the
 judge sees first is a seeded coin flip per item, undone before scoring (harness/eval/pairwise.py), so a
 judge's position bias cannot favour either side.
@@ -20,9 +20,9 @@ import numpy as np
 
 from benchmarks.alpacaeval_data import AlpacaEvalRow, load_eval_set, load_instruction_difficulty
 from harness.benchmark import Benchmark, capped
-from harness.config import EvalSize
 from harness.datasources import Resolver
 from harness.eval.metrics import MetricSpec
+from harness.eval.options import QuestionOptions
 from harness.eval.requests import Outputs, Requests
 from harness.eval.pairwise import discrete, is_swapped, pairwise_request, unswapped
 from harness.judges.roles import JudgeRequest
@@ -46,6 +46,7 @@ def alpacaeval_metrics() -> tuple[MetricSpec, ...]:
 
 class AlpacaEval(Benchmark):
     name = "alpacaeval"
+    options_class = QuestionOptions
     reference = "ae2"
     default_seeds = "alpacaeval"
     judge_roles = {"pairwise": "embedded-pairwise"}
@@ -63,10 +64,10 @@ class AlpacaEval(Benchmark):
             self._rows = {item_id(r): r for r in rows}
             self._difficulty = load_instruction_difficulty(self.reference, rows, self._resolver)
 
-    def items(self, eval_size: EvalSize, limit: int | None, seed: int) -> tuple[list[EvalItem], list[dict]]:
+    def items(self, options: QuestionOptions, limit: int | None, seed: int) -> tuple[list[EvalItem], list[dict]]:
         self._load()
         rows = list(self._rows.values())
-        n = capped(eval_size.questions, limit)
+        n = capped(options.questions, limit)
         if n is not None and n < len(rows):
             rows = [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), n))]
         items = [EvalItem(id=item_id(r), prompt=r.instruction, category=r.dataset, kind="instruction",

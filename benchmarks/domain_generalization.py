@@ -8,7 +8,7 @@ Two benchmarks share the machinery:
 - `domain-generalization-truthfulqa`: TruthfulQA. Domains = the eight category groups; the metric is
   MC1 (lm-eval scoring, log-likelihoods, no judge) on the questions of each group.
 
-For each seed domain d (a seeded choice of `EvalSize.seed_domains` of them: tiny 2, demo 3, paper all)
+For each seed domain d (a seeded choice of the `seed_domains` option of them: tiny 2, demo 3, paper all)
 the aligner runs on `[s for s in seeds if s.domain == d]` (+ benign for safety) in its own run directory
 `domains/<d>/` (its artifacts, stages and evaluation samples; a rerun resumes each). Every model is
 evaluated on all items, through the core's sample loop with the base benchmark (safety, or TruthfulQA's
@@ -39,11 +39,11 @@ from benchmarks.truthfulqa_data import CATEGORY_GROUPS
 from harness import progress
 from harness.aligner import AlignContext, AlignedModel, Aligner
 from harness.benchmark import Benchmark, EvalContext
-from harness.config import EvalSize
 from harness.errors import HarnessError
 from harness.eval.loop import SAMPLE_FORMAT, judges_used, run_samples
 from harness.eval.metrics import MetricSpec, aggregate, compute_metrics
-from harness.store import JsonlWriter, RunStore
+from harness.eval.options import QuestionDomainOptions, SafetyDomainOptions
+from harness.store import RunStore
 from harness.types import EvalItem, Example
 
 
@@ -81,6 +81,7 @@ class DomainGeneralization(Benchmark):
     """Safety harm categories. Subclasses swap the base benchmark, the domains and the per-item score."""
 
     name = "domain-generalization"
+    options_class = SafetyDomainOptions
     default_seeds = "safety"
     judge_roles = {"safety": "embedded-safety"}
     description = "seeds from one harm category, refusal rate on every category (matrix + per-iteration curves)"
@@ -99,8 +100,8 @@ class DomainGeneralization(Benchmark):
 
     # --- what the subclasses change -------------------------------------------------------------------
 
-    def items(self, eval_size: EvalSize, limit: int | None, seed: int) -> tuple[list[EvalItem], list[dict]]:
-        return self.base.items(eval_size, limit, seed)
+    def items(self, options: Any, limit: int | None, seed: int) -> tuple[list[EvalItem], list[dict]]:
+        return self.base.items(options, limit, seed)
 
     def eval_domain(self, item: EvalItem) -> str | None:
         """The domain an item measures, or None for items outside the matrix (benign prompts)."""
@@ -141,7 +142,7 @@ class DomainGeneralization(Benchmark):
             ctx: EvalContext) -> tuple[AlignedModel, dict[str, Any]]:
         store = align_ctx.store
         eval_domains = [d for d in self.domains if any(self.eval_domain(i) == d for i in items)]
-        seed_domains = self.choose_seed_domains(align_ctx.seeds, eval_domains, ctx.eval_size.seed_domains, ctx.seed)
+        seed_domains = self.choose_seed_domains(align_ctx.seeds, eval_domains, ctx.options.seed_domains, ctx.seed)
         usage: list[dict] = []
         unaligned = self.evaluate_once(AlignedModel(align_ctx.backend), items, ctx, store, "eval_unaligned", usage)
         outcomes = {d: self.align_on(d, aligner, align_ctx, items, ctx, unaligned, usage) for d in seed_domains}
@@ -152,7 +153,7 @@ class DomainGeneralization(Benchmark):
 
         finals = {d: outcome.final for d, outcome in outcomes.items()}
         pooled = pool_records(finals, unaligned)
-        rewrite_samples(store, "eval", pooled)
+        store.replace_samples("eval", pooled)  # derived: rebuilt whole from the per-model samples every run
         result = {
             "metrics": compute_metrics(self.metrics, pooled, ctx.seed),
             "metric_specs": [spec.to_dict() for spec in self.metrics], "sample_format": SAMPLE_FORMAT,
@@ -213,17 +214,9 @@ def pool_records(finals: dict[str, list[dict]], unaligned: list[dict]) -> list[d
     return pooled
 
 
-def rewrite_samples(store: RunStore, name: str, records: list[dict]) -> None:
-    """Derived records, rebuilt whole on every run (they are recomputed from the per-model samples)."""
-    path = store.path("samples", f"{name}.jsonl")
-    path.unlink(missing_ok=True)
-    with JsonlWriter(path) as writer:
-        for record in records:
-            writer.write(record)
-
-
 class DomainGeneralizationTruthfulQA(DomainGeneralization):
     name = "domain-generalization-truthfulqa"
+    options_class = QuestionDomainOptions
     default_seeds = "truthfulqa"
     judge_roles: dict[str, str] = {}  # MC1 comes from log-likelihoods: no judge
     description = "seeds from one TruthfulQA category group, MC1 on every group (matrix + per-iteration curves)"

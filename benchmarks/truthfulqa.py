@@ -12,7 +12,7 @@ the question; the aligned model's adapter scores them. With no examples the cont
 character.
 
 Free-form answers come from the aligned model's own answer prompt (`AlignedModel.prompts`, the format the
-aligners train on), greedy, `EvalSize.max_new_tokens` long, and are judged by a truth judge (see
+aligners train on), greedy, `max_new_tokens` long, and are judged by a truth judge (see
 `harness/judges/truth.py`): % true, % informative, % true*informative, each with n, a 95% CI and the
 number of verdicts the judge could not parse. Every metric is also reported per category group.
 """
@@ -26,10 +26,10 @@ import numpy as np
 from benchmarks.truthfulqa_data import CATEGORY_GROUPS, TruthfulQAQuestion, load_labelled_answers, load_truthfulqa
 from harness.aligner import AlignedModel
 from harness.benchmark import Benchmark, capped
-from harness.config import EvalSize
 from harness.errors import HarnessError
 from harness.eval.loop import cached_loglikelihoods
 from harness.eval.metrics import MetricSpec
+from harness.eval.options import QuestionOptions
 from harness.eval.requests import Choices, Outputs, Requests
 from harness.judges.roles import JudgeRequest
 from harness.stats import cohens_kappa, mean_metric
@@ -116,6 +116,7 @@ def _both(a: bool | None, b: bool | None) -> bool | None:
 
 class TruthfulQA(Benchmark):
     name = "truthfulqa"
+    options_class = QuestionOptions
     default_seeds = "truthfulqa"
     judge_roles = {"truth": "embedded-truth"}
     description = "TruthfulQA MC1/MC2 (lm-eval scoring) and % true / informative / true*informative answers"
@@ -128,10 +129,10 @@ class TruthfulQA(Benchmark):
     def __init__(self) -> None:
         self._questions: dict[str, TruthfulQAQuestion] = {}
 
-    def items(self, eval_size: EvalSize, limit: int | None, seed: int) -> tuple[list[EvalItem], list[dict]]:
+    def items(self, options: QuestionOptions, limit: int | None, seed: int) -> tuple[list[EvalItem], list[dict]]:
         questions, sources = load_truthfulqa()
         self._questions = {q.id: q for q in questions}
-        chosen = select_questions(questions, capped(eval_size.questions, limit), seed)
+        chosen = select_questions(questions, capped(options.questions, limit), seed)
         return [EvalItem(id=q.id, prompt=q.question, category=q.group, kind="question", source="truthfulqa")
                 for q in chosen], sources
 

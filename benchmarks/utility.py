@@ -13,8 +13,8 @@
   model refuses, judged by `embedded-safety`, whatever `--judge` is.
 
 metrics.json records the judge of each role under "judges". Sizes: MMLU takes the mirror's seeded
-20-per-subject subset, further sampled to `EvalSize.questions` (stratified by subject) in tiny/demo, and
-the full test set in paper; XSTest prompts `EvalSize.borderline`; benign prompts `EvalSize.benign`.
+20-per-subject subset, further sampled to the `questions` option (stratified by subject) in tiny/demo, and
+the full test set in paper; XSTest prompts `borderline`; benign prompts `benign`.
 """
 from __future__ import annotations
 
@@ -24,15 +24,15 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 from benchmarks.mmlu_data import LETTERS, SUBJECT_GROUPS, MmluQuestion, load_mmlu
-from benchmarks.safety_data import (BENIGN_EVAL_PATH, HARMLESS_CANDIDATES, XSTEST_CANDIDATES, allocate, fill,
+from benchmarks.prompt_sets import (BENIGN_EVAL_PATH, HARMLESS_CANDIDATES, XSTEST_CANDIDATES, allocate, fill,
                                     load_benign_eval, repository_record)
 from harness.aligner import AlignedModel
 from harness.benchmark import Benchmark, capped
-from harness.config import EvalSize
 from harness.datasources import Resolver
 from harness.errors import HarnessError
 from harness.eval.loop import cached_loglikelihoods
 from harness.eval.metrics import MetricSpec
+from harness.eval.options import UtilityOptions
 from harness.eval.pairwise import is_swapped, pairwise_request, unswapped
 from harness.eval.requests import Choices, Outputs, Requests
 from harness.judges.roles import JudgeRequest
@@ -110,6 +110,7 @@ def utility_metrics() -> tuple[MetricSpec, ...]:
 
 class Utility(Benchmark):
     name = "utility"
+    options_class = UtilityOptions
     default_seeds = "safety"
     # --judge replaces the pairwise judge; XSTest over-refusal is always judged by embedded-safety.
     judge_roles = {"pairwise": "embedded-pairwise", "safety": "embedded-safety"}
@@ -119,10 +120,10 @@ class Utility(Benchmark):
     def __init__(self) -> None:
         self._questions: dict[str, MmluQuestion] = {}
 
-    def items(self, eval_size: EvalSize, limit: int | None, seed: int) -> tuple[list[EvalItem], list[dict]]:
+    def items(self, options: UtilityOptions, limit: int | None, seed: int) -> tuple[list[EvalItem], list[dict]]:
         resolver = Resolver()
-        n_questions = capped(eval_size.questions, limit)
-        questions = load_mmlu("full" if eval_size.questions is None else "subset", resolver)
+        n_questions = capped(options.questions, limit)
+        questions = load_mmlu("full" if options.questions is None else "subset", resolver)
         questions = stratified_sample(questions, n_questions, seed)
         self._questions = {q.id: q for q in questions}
         mmlu = [EvalItem(id=q.id, prompt=q.question, category=q.subject, kind="mmlu", source="mmlu")
@@ -130,7 +131,7 @@ class Utility(Benchmark):
 
         rng = random.Random(seed)
         xstest = resolver.load("xstest", XSTEST_CANDIDATES)
-        n_xstest = capped(eval_size.borderline, limit)
+        n_xstest = capped(options.borderline, limit)
         if n_xstest is not None and n_xstest < len(xstest):
             keep = set(rng.sample(range(len(xstest)), n_xstest))
             xstest = [item for i, item in enumerate(xstest) if i in keep]
@@ -138,7 +139,7 @@ class Utility(Benchmark):
 
         own = [item for item in load_benign_eval() if item.kind == "benign"]
         alpaca = resolver.try_load("refusal_direction_harmless", HARMLESS_CANDIDATES) or []
-        n_benign = capped(eval_size.benign, limit)
+        n_benign = capped(options.benign, limit)
         n_benign = MAX_HELPFULNESS_PROMPTS if n_benign is None else n_benign
         helpfulness = [replace(item, kind="helpfulness") for item in fill(own, alpaca, n_benign, rng)]
         return mmlu + over_refusal + helpfulness, [repository_record(BENIGN_EVAL_PATH)] + resolver.manifest()

@@ -2,8 +2,8 @@
 and MetricSpecs. The core's sample loop (harness/eval/loop.py) does everything else: resuming, caching,
 writing records, computing metrics with intervals.
 
-A benchmark is one module: subclass `Benchmark`, set `name`, `default_seeds`, `judge_roles` and
-`metrics`, implement `items`, `requests` and `record` (and `judge_requests` when it needs a judge), and
+A benchmark is one module: subclass `Benchmark`, set `name`, `default_seeds`, `judge_roles`, `metrics`
+and `options_class` (its typed options: sizes and answer length, see harness/eval/options.py), implement `items`, `requests` and `record` (and `judge_requests` when it needs a judge), and
 register it (an entry point in `harness.benchmarks`, or `@register("benchmarks", name)` in a plugin).
 See docs/contributing/new-benchmark.md.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from harness.aligner import AlignedModel
-from harness.config import EvalSize
 from harness.eval.loop import EvalContext, evaluate
 from harness.eval.metrics import MetricSpec
+from harness.eval.options import EvalOptions
 from harness.eval.requests import Outputs, Requests
 from harness.judges.roles import JudgeRequest
 from harness.types import EvalItem
@@ -36,6 +36,7 @@ class Benchmark:
     # Judge roles the benchmark needs -> the default judge of each. `--judge` replaces the first one's.
     judge_roles: dict[str, str] = {}
     metrics: tuple[MetricSpec, ...] = ()
+    options_class: type = EvalOptions  # a frozen dataclass of `harness.options.option` fields
     # True: the runner hands the aligner to `run` instead of aligning once and calling `evaluate`
     # (domain generalization aligns once per seed domain).
     aligns_itself = False
@@ -44,8 +45,9 @@ class Benchmark:
     def default_judge(cls) -> str | None:
         return next(iter(cls.judge_roles.values()), None)
 
-    def items(self, eval_size: EvalSize, limit: int | None, seed: int) -> tuple[list[EvalItem], list[dict]]:
-        """Evaluation items and a record of every data source used (for the manifest)."""
+    def items(self, options: Any, limit: int | None, seed: int) -> tuple[list[EvalItem], list[dict]]:
+        """Evaluation items (sized by `options`, an `options_class` instance, and `--limit`) and a record of
+        every data source used (for the manifest)."""
         raise NotImplementedError
 
     def requests(self, item: EvalItem) -> Requests:

@@ -3,23 +3,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import NoReturn
 
 from harness import progress, registry
-from harness.config import DEFAULT_MODEL, PRESETS, RunConfig, aligner_options
+from harness.config import DEFAULT_MODEL, PRESETS, RunConfig, aligner_options, benchmark_options
 from harness.errors import HarnessError
 from harness.options import describe, names as option_names
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors as every other error of the harness: one line, exit status 2 (argparse prints
+    the whole usage block first). Subcommand parsers inherit the class."""
+
+    def error(self, message: str) -> "NoReturn":
+        command = self.prog.removeprefix("harness").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"harness: error: {where}{message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description="Benchmark and evaluation harness for "
-                                     "LLM self-alignment from few samples.")
+    parser = OneLineParser(prog="harness", description="Benchmark and evaluation harness for "
+                           "LLM self-alignment from few samples.")
     parser.add_argument("--include", action="append", default=[], metavar="FILE.py",
                         help="import a plugin file that registers aligners/benchmarks/judges/backends")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback when a plugin's code fails (default: one line naming it)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="align a model with one method and evaluate it on one benchmark")
@@ -39,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "--option beta=0.2 (spin); see `harness list options`")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="the same as --option (kept for earlier command lines)")
+    run.add_argument("--eval-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="a benchmark option (evaluation sizes, answer length), e.g. --eval-option questions=50; "
+                     "see `harness list options`")
     run.add_argument("--budget", type=int, metavar="TOKENS",
                      help="cap the tokens trained on, over all training stages, to compare aligners at equal compute")
     run.add_argument("--eval-batch-size", type=int, default=32, metavar="N",
@@ -110,6 +127,9 @@ def add_judge_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--judge-prompt", action="append", default=[], metavar="ROLE=FILE",
                         help="openai judge: prompt config (built-in name or .yaml) for a role: pairwise, truth, "
                         "info or safety; see docs/judges.md")
+    parser.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other option of the judge, typed and checked, e.g. --judge-option threshold=0.6; "
+                        "see `harness list options`")
 
 
 def option_values(pairs: list[str], flag: str = "--option") -> dict[str, str]:
@@ -128,12 +148,6 @@ def judge_options(args: argparse.Namespace) -> dict[str, object]:
 
     --judge-api-key-env must name an environment variable: a value that looks like a key is refused before
     anything is written, without echoing it, so a pasted key never reaches config.json or the manifest."""
-    key_env = args.judge_api_key_env
-    # An ASCII identifier is exactly [A-Za-z_][A-Za-z0-9_]*, the shape of an environment variable name.
-    if key_env is not None and (not (key_env.isascii() and key_env.isidentifier()) or key_env.startswith("sk-")
-                                or len(key_env) > 40):
-        raise HarnessError("--judge-api-key-env expects the NAME of an environment variable holding the key "
-                           "(e.g. OPENAI_API_KEY), not the key itself; the value was not saved")
     prompts: dict[str, str] = {}
     for pair in args.judge_prompt:
         role, sep, ref = pair.partition("=")
@@ -141,9 +155,29 @@ def judge_options(args: argparse.Namespace) -> dict[str, object]:
             raise HarnessError(f"--judge-prompt {pair!r}: expected ROLE=FILE, e.g. safety=my_prompt.yaml")
         path = Path(ref.strip())
         prompts[role.strip()] = str(path.resolve()) if path.suffix in (".yaml", ".yml") else ref.strip()
-    given = {"model": args.judge_model, "base_url": args.judge_base_url, "api_key_env": args.judge_api_key_env,
+    named = {"model": args.judge_model, "base_url": args.judge_base_url, "api_key_env": args.judge_api_key_env,
              "concurrency": args.judge_concurrency, "prompts": prompts or None}
-    return {key: value for key, value in given.items() if value is not None}
+    given: dict[str, object] = dict(option_values(args.judge_option, "--judge-option"))
+    given |= {key: value for key, value in named.items() if value is not None}
+    key_env = given.get("api_key_env")
+    # An ASCII identifier is exactly [A-Za-z_][A-Za-z0-9_]*, the shape of an environment variable name.
+    if isinstance(key_env, str) and (not (key_env.isascii() and key_env.isidentifier())
+                                     or key_env.startswith("sk-") or len(key_env) > 40):
+        raise HarnessError("--judge-api-key-env expects the NAME of an environment variable holding the key "
+                           "(e.g. OPENAI_API_KEY), not the key itself; the value was not saved")
+    return given
+
+
+def checked_judge_options(judge: str | None, args: argparse.Namespace) -> dict[str, object]:
+    """The --judge-* options as the judge's typed values (refused in one line before any work)."""
+    from harness.judges.build import judge_option_values
+
+    given = judge_options(args)
+    if judge is None:
+        if given:
+            raise HarnessError("the --judge-* options need a judge; this benchmark uses none")
+        return {}
+    return judge_option_values(judge, given)
 
 
 def budget_cap(tokens: int | None, aligner: str) -> dict[str, str]:
@@ -172,16 +206,20 @@ def command_run(args: argparse.Namespace) -> int:
     check_run_arguments(args)
     benchmark = registry.get("benchmarks", args.benchmark)
     registry.get("aligners", args.aligner)
+    registry.get("backends", args.backend)
     if args.judge and not benchmark.judge_roles:
         raise HarnessError(f"benchmark {args.benchmark} uses no judge; drop --judge")
+    judge = args.judge or benchmark.default_judge()
+    eval_options = option_values(args.eval_option, "--eval-option")
+    benchmark_options(args.benchmark, args.preset, eval_options)  # checked before the aligner's options
     if args.set:  # checked on its own first, so an error names the flag the value came with
         aligner_options(args.aligner, args.preset, option_values(args.set, "--set"), flag="--set")
     options = option_values(args.set, "--set") | option_values(args.option) | budget_cap(args.budget, args.aligner)
     config = RunConfig.from_preset(
         args.aligner, args.benchmark, args.preset, model=args.model, backend=args.backend, seed=args.seed,
         n_seeds=args.n_seeds, seeds_file=str(Path(args.seeds_file).resolve()) if args.seeds_file else None,
-        limit=args.limit, judge=args.judge or benchmark.default_judge(), judge_options=judge_options(args),
-        options=options, eval_batch_size=args.eval_batch_size,
+        limit=args.limit, judge=judge, judge_options=checked_judge_options(judge, args),
+        options=options, eval_options=eval_options, eval_batch_size=args.eval_batch_size,
     )
     document = execute(config, args.out)
     print_table([document])
@@ -200,11 +238,14 @@ def command_list(args: argparse.Namespace) -> int:
         for name, preset in PRESETS.items():
             print(f"{name:10s} {preset.description}")
     elif args.kind == "options":
-        for name in registry.names("aligners"):
-            rows = describe(registry.get("aligners", name).options_class)
-            print(f"{name}:" + ("" if rows else " (no options)"))
-            for row in rows:
-                print(f"  {row['name']:22s} {row['type']:12s} default {row['default']!s:8s} {row['help']}")
+        for kind, flag in (("aligners", "--option"), ("benchmarks", "--eval-option"), ("judges", "--judge-option")):
+            print(f"{kind} ({flag} KEY=VALUE):")
+            for name in registry.names(kind):
+                options_class = getattr(registry.get(kind, name), "options_class", None)
+                rows = describe(options_class) if options_class is not None else []
+                print(f"  {name}:" + ("" if rows else " (no options)"))
+                for row in rows:
+                    print(f"    {row['name']:22s} {row['type']:12s} default {row['default']!s:8s} {row['help']}")
     else:
         for name in registry.names(args.kind):
             obj = registry.get(args.kind, name)
@@ -215,6 +256,8 @@ def command_list(args: argparse.Namespace) -> int:
 def command_demo(args: argparse.Namespace) -> int:
     from harness.demo import run_demo
 
+    if args.seed < 0:
+        raise HarnessError(f"--seed {args.seed}: expected a whole number of at least 0")
     run_demo(args.model, args.preset, args.seed, args.out)
     return 0
 
@@ -238,13 +281,18 @@ def command_compare(args: argparse.Namespace) -> int:
 
     if not 0 < args.alpha < 1:
         raise HarnessError(f"--alpha {args.alpha}: expected a level between 0 and 1, e.g. 0.05")
-    if args.threshold < 0:
+    if not math.isfinite(args.threshold) or args.threshold < 0:
         raise HarnessError(f"--threshold {args.threshold}: expected a non-negative worsening, e.g. 0.05")
+    if args.json is not None and args.json.is_dir():
+        raise HarnessError(f"--json {args.json} is a directory; pass a file name, e.g. comparison.json")
     names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     comparison = compare_runs(load_run(args.baseline), load_run(args.candidate), args.alpha, names)
     print(format_comparison(comparison))
     if args.json:
-        write_json_atomic(args.json, comparison.to_dict())
+        try:
+            write_json_atomic(args.json, comparison.to_dict())
+        except OSError as exc:
+            raise HarnessError(f"--json {args.json}: cannot write it ({exc.strerror or exc})") from None
     regressions = comparison.regressions(args.threshold)
     if args.fail_on_regression and regressions:
         listed = ", ".join(f"{m.metric} ({m.difference:+.3g}, p={m.p_value:.3g}, Holm p={m.p_holm:.3g})"
@@ -258,6 +306,8 @@ def command_compare(args: argparse.Namespace) -> int:
 def command_judge(args: argparse.Namespace) -> int:
     from harness.judges.validate import format_report, validate
 
+    if args.limit is not None and args.limit < 1:
+        raise HarnessError(f"--limit {args.limit}: expected a whole number of at least 1")
     if args.data_dir:  # TruthfulQA sets resolve their data as benchmarks do, through HARNESS_DATA_DIR
         os.environ["HARNESS_DATA_DIR"] = str(args.data_dir)
     result = validate(args.judge, args.against, args.data_dir, limit=args.limit, options=judge_options(args))
@@ -291,11 +341,20 @@ def main(argv: list[str] | None = None) -> int:
             registry.include(path)
         return COMMANDS[args.command](args)
     except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever text (a plugin's, a server's) it quotes
+        print(f"harness: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("harness: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception as exc:
+        where = registry.plugin_frame(exc.__traceback__)
+        if where is None or args.debug:  # a fault of the harness itself, or asked for: the whole traceback
+            raise
+        message = " ".join(str(exc).split())  # one line, whatever the plugin put in its message
+        print(f"harness: error: plugin code failed at {where}: {type(exc).__name__}: {message} (rerun with "
+              "--debug for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Run configuration: presets (YAML files in harness/presets/) and the resolved run spec whose hash
 identifies a run.
 
-A preset sets evaluation sizes, how many seeds to sample, and option values for every aligner that has
-them. An aligner's options are typed (its `options_class`): the defaults, then the preset, then `--option`
-values from the command line, each parsed and range-checked before any work (see harness/options.py).
+A preset sets how many seeds to sample, option values for every benchmark that has them (its `eval`
+section: evaluation sizes and answer length) and for every aligner that has them (`options`). Aligners and
+benchmarks declare typed options (their `options_class`): the defaults, then the preset, then the command
+line (`--option` for the aligner, `--eval-option` for the benchmark), each parsed and range-checked before
+any work (see harness/options.py).
 """
 from __future__ import annotations
 
@@ -22,27 +24,10 @@ PRESET_DIR = Path(__file__).parent / "presets"
 
 
 @dataclass(frozen=True)
-class EvalSize:
-    """How many evaluation items of each kind a preset uses (None = all available).
-
-    `harmful`, `benign` and `borderline` size the safety benchmark; `questions` sizes benchmarks with a
-    single kind of item (TruthfulQA questions, AlpacaEval instructions, MMLU questions, ...).
-    `seed_domains`: how many seed domains the domain-generalization benchmarks align from, one at a time.
-    """
-
-    harmful: int | None
-    benign: int | None
-    borderline: int | None
-    max_new_tokens: int
-    questions: int | None = None
-    seed_domains: int | None = None
-
-
-@dataclass(frozen=True)
 class Preset:
     name: str
     n_seeds: int | None
-    eval_size: EvalSize
+    eval: dict[str, Any]  # option values for every benchmark that has the option
     options: dict[str, Any]  # option values for every aligner that has the option
     description: str
 
@@ -56,8 +41,8 @@ def read_preset(path: Path) -> Preset:
         options = data.get("options") or {}
         if not isinstance(options, dict):
             raise ValueError("options: expected a mapping of option names to values")
-        return Preset(name=path.stem, n_seeds=data.get("seeds"), eval_size=EvalSize(**data["eval"]),
-                      options=dict(options), description=str(data.get("description", "")))
+        return Preset(name=path.stem, n_seeds=data.get("seeds"), eval=dict(data["eval"]), options=dict(options),
+                      description=str(data.get("description", "")))
     except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError, ValueError) as exc:
         raise HarnessError(f"preset file {path} is malformed: {str(exc).splitlines()[0]}") from None
 
@@ -77,6 +62,14 @@ def aligner_options(aligner: str, preset: str, given: Mapping[str, Any] | None =
     options_class = registry.get("aligners", aligner).options_class
     return resolve(options_class, [Layer(f"preset {preset}:", get_preset(preset).options),
                                    Layer(flag, dict(given or {}), strict=True)], f"aligner {aligner}")
+
+
+def benchmark_options(benchmark: str, preset: str, given: Mapping[str, Any] | None = None,
+                      flag: str = "--eval-option") -> Any:
+    """The benchmark's typed options: its defaults, then the preset's `eval` values, then `given`."""
+    options_class = registry.get("benchmarks", benchmark).options_class
+    return resolve(options_class, [Layer(f"preset {preset}: eval:", get_preset(preset).eval),
+                                   Layer(flag, dict(given or {}), strict=True)], f"benchmark {benchmark}")
 
 
 @dataclass
@@ -99,6 +92,8 @@ class RunConfig:
     judge_options: dict[str, Any] = field(default_factory=dict)
     # The aligner's resolved, typed options (every field of its options_class).
     aligner_options: dict[str, Any] = field(default_factory=dict)
+    # The benchmark's resolved, typed options (every field of its options_class): sizes, answer length.
+    benchmark_options: dict[str, Any] = field(default_factory=dict)
     eval_batch_size: int = 32  # generation / scoring batch of the evaluation
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,12 +104,19 @@ class RunConfig:
         options_class = registry.get("aligners", self.aligner).options_class
         return resolve(options_class, [Layer("config", self.aligner_options, strict=True)], f"aligner {self.aligner}")
 
+    def eval_options(self) -> Any:
+        """The benchmark's options as its typed dataclass."""
+        options_class = registry.get("benchmarks", self.benchmark).options_class
+        return resolve(options_class, [Layer("config", self.benchmark_options, strict=True)],
+                       f"benchmark {self.benchmark}")
+
     @classmethod
     def from_preset(cls, aligner: str, benchmark: str, preset: str, *, options: Mapping[str, Any] | None = None,
-                    **overrides: Any) -> "RunConfig":
+                    eval_options: Mapping[str, Any] | None = None, **overrides: Any) -> "RunConfig":
         chosen = get_preset(preset)
         config = cls(aligner=aligner, benchmark=benchmark, preset=preset, **overrides)
         if config.n_seeds is None:
             config.n_seeds = chosen.n_seeds
         config.aligner_options = as_dict(aligner_options(aligner, preset, options))
+        config.benchmark_options = as_dict(benchmark_options(benchmark, preset, eval_options))
         return config

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from harness import progress
 from harness.config import RunConfig
+from harness.fileio import ensure_directory
 from harness.runner import execute, load_model, peak_memory_mb
 from harness.store import write_json_atomic
 from reports.table import render_table
@@ -15,6 +16,7 @@ DEMO_ALIGNERS = ("none", "icl-only", "sft-seeds", "isara")
 
 def run_demo(model: str, preset: str, seed: int, out: Path) -> list[dict]:
     started = time.perf_counter()
+    ensure_directory(out, "--out")  # before the model loads: a bad --out costs nothing
     progress.say(f"harness demo: {', '.join(DEMO_ALIGNERS)} on safety, model {model}, preset {preset}")
     backend = load_model("hf", model)
     documents = []

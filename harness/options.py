@@ -91,6 +91,10 @@ def parse_value(cls: type, name: str, raw: Any, source: str) -> Any:
         if not isinstance(text, str) or not text:
             raise bad()
         value = text
+    elif typing.get_origin(kind) is dict or kind is dict:  # only from a file or a dedicated flag, never KEY=VALUE
+        if not isinstance(text, Mapping):
+            raise HarnessError(f"{source} {name}={raw!r}: expected a mapping")
+        value = dict(text)
     else:  # a type this module does not parse: a programming error in the component
         raise TypeError(f"option {cls.__name__}.{name}: unsupported type {kind!r}")
     check_range(cls, name, value, source)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from typing import Iterator
 
 from tqdm.auto import tqdm
@@ -40,3 +40,14 @@ def no_loading_bars() -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
+
+
+@contextmanager
+def quiet_third_party() -> Iterator[None]:
+    """Under --quiet (or in CI), silence the progress output of library code we cannot configure (e.g.
+    transformers' GGUF conversion bar) for the duration of the block; otherwise change nothing."""
+    if not is_quiet():
+        yield
+        return
+    with no_loading_bars(), open(os.devnull, "w", encoding="utf-8") as sink, redirect_stderr(sink):
+        yield

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import resource
 import sys
 import time
@@ -21,8 +20,9 @@ from harness.eval.loop import EvalContext
 from harness.config import RunConfig, get_preset
 from harness.embedding import EMBEDDER_NAME, embed
 from harness.errors import HarnessError
+from harness.fileio import path_component
 from harness.hashing import hash_file, hash_json
-from harness.judges.build import judges_for, make_judge  # noqa: F401  (make_judge: re-exported)
+from harness.judges.build import judges_for
 from harness.loop.filters import normalise
 from harness.models.loading import load_model
 from harness.seeds import builtin_seed_file, load_seeds, sample_seeds
@@ -61,9 +61,8 @@ def peak_memory_mb() -> float:
 
 
 def default_out_dir(config: RunConfig) -> Path:
-    safe_model = re.sub(r"[^A-Za-z0-9_.-]+", "_", config.model)
-    return Path("runs") / config.benchmark / safe_model / (
-        f"{config.aligner}-{config.preset}-seed{config.seed}-{hash_json(config.to_dict())[:8]}")
+    name = f"{config.aligner}-{config.preset}-seed{config.seed}-{hash_json(config.to_dict())[:8]}"
+    return Path("runs") / path_component(config.benchmark) / path_component(config.model) / path_component(name)
 
 
 def resolve_seeds(config: RunConfig, benchmark: Any) -> tuple[list[Example], Path]:
@@ -96,7 +95,8 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
     # Before any work: a judge that cannot fill a role, or a bad endpoint, fails fast.
     judges = judges_for(benchmark_class, config.judge, config.judge_options)
     benchmark = benchmark_class()
-    items, sources = benchmark.items(preset.eval_size, config.limit, config.seed)
+    eval_options = config.eval_options()
+    items, sources = benchmark.items(eval_options, config.limit, config.seed)
     if not items:
         raise HarnessError(f"benchmark {config.benchmark} has no evaluation items with these settings")
     seeds, seeds_path = resolve_seeds(config, benchmark)
@@ -123,12 +123,12 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
             backend=backend_settings(backend, config.backend),
             hashes={"seeds_file": config.seeds_sha256, "seeds": seeds_hash(seeds), "seeds_path": str(seeds_path.name),
                     "eval_items": items_hash},
-            n_seeds=len(seeds), n_eval_items=len(items),
+            n_seeds=len(seeds), n_eval_items=len(items), plugins=registry.plugins(),
         )
     cache = Cache()
     ctx = AlignContext(backend=backend, seeds=seeds, options=options, seed=config.seed, store=store,
                        cache=cache, eval_prompts=[i.prompt for i in items], eval_vectors=eval_vectors)
-    eval_ctx = EvalContext(store=store, cache=cache, judges=judges, eval_size=preset.eval_size, seed=config.seed,
+    eval_ctx = EvalContext(store=store, cache=cache, judges=judges, options=eval_options, seed=config.seed,
                            batch_size=config.eval_batch_size)
     with outcome_recorded(store):
         if getattr(benchmark, "aligns_itself", False):
@@ -154,6 +154,7 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
             status="complete", wall_s=round(time.perf_counter() - started + earlier_wall, 3),
             cache_hits=cache.hits + store.manifest.get("cache_hits", 0),
             peak_memory_mb=round(peak_memory_mb(), 1), prompt_hash=hash_json(aligned.prompts(["<question>"])),
+            judge_requests=judge_traffic(judges),
             tokens={"generated": sum(s.get("tokens_generated", 0) for k, s in stages.items()
                                      if "/" in k or k == "evaluate"),
                     "trained": sum(s.get("tokens_trained", 0) for k, s in stages.items() if "/" in k)})
@@ -175,6 +176,11 @@ def outcome_recorded(store: RunStore) -> Iterator[None]:
         if not store.replay:
             store.update_manifest(status="failed", error=f"{type(exc).__name__}: {exc}"[:1000])
         raise
+
+
+def judge_traffic(judges: dict[str, Any]) -> dict[str, Any]:
+    """Per role, what a judge that talks to a server sent in this attempt: requests, retries, failed items."""
+    return {role: judge.stats() for role, judge in judges.items() if callable(getattr(judge, "stats", None))}
 
 
 def backend_settings(backend: Any, name: str) -> dict[str, Any]:

@@ -6,7 +6,9 @@ Crash safety:
   new one, never a mix (and no stray temp file when the write fails);
 - JSONL files are appended one fsynced line at a time: a kill loses at most the line being written, which
   readers ignore and `JsonlWriter` removes; a corrupt line anywhere else is reported, never skipped;
-- a run directory is locked (harness/runlock.py) so two processes never write one run.
+- a run directory is locked (harness/runlock.py) so two processes never write one run;
+- a running stage's time is checkpointed (harness/heartbeat.py), so the recorded cost of a resumed run
+  includes attempts that were killed before they could record themselves.
 """
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from harness.errors import HarnessError
-from harness.fileio import (fsync_dir, parse_json_object, write_bytes_atomic,  # noqa: F401  (re-exported)
-                            write_json_atomic, write_text_atomic)
+from harness.fileio import (ensure_directory, fsync_dir, parse_json_object, read_json_file,  # noqa: F401
+                            remove_stray_temp_files, write_bytes_atomic, write_json_atomic, write_text_atomic)
 from harness.hashing import hash_json
+from harness.heartbeat import HEARTBEAT_DIR, Heartbeat, killed_attempts
 from harness.runlock import LOCK_NAME, TAKEOVER_NAME, acquire_run_lock, release_run_lock
 
 
@@ -132,9 +135,7 @@ class RunStore:
         self.root = Path(root)
         self.config = config
         self.config_hash = hash_json(config)
-        if self.root.exists() and not self.root.is_dir():
-            raise HarnessError(f"output directory {self.root} is a file; pass a directory as --out")
-        self.root.mkdir(parents=True, exist_ok=True)
+        ensure_directory(self.root, "output directory")
         self._lock: Path | None = acquire_run_lock(self.root)
         try:
             self._open(config)
@@ -147,14 +148,15 @@ class RunStore:
         if existing.exists():
             try:
                 old_hash = hash_json(json.loads(existing.read_text(encoding="utf-8")))
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except (UnicodeDecodeError, ValueError, RecursionError):  # unreadable: not this run's config
                 old_hash = None
             if old_hash != self.config_hash:
                 raise HarnessError(
                     f"output directory {self.root} holds a run with a different config; "
-                    "pass a new --out directory (or delete that one)"
+                    "pass a new --out directory (or delete that one; a run written by an earlier version: "
+                    "`harness upgrade` it, then rerun)"
                 )
-        elif any(p.name not in (LOCK_NAME, TAKEOVER_NAME) for p in self.root.iterdir()):
+        elif any(p.name not in (LOCK_NAME, TAKEOVER_NAME, HEARTBEAT_DIR) for p in self.root.iterdir()):
             raise HarnessError(f"output directory {self.root} is not empty and holds no harness run; pass a new --out")
         write_json_atomic(existing, config)
         self.manifest: dict[str, Any] = self.read_json("manifest.json") or {"stages": {}}
@@ -162,7 +164,23 @@ class RunStore:
         # A finished run that is run again is a replay served from its files: its recorded costs stay those
         # of the computation that produced it. An interrupted run's stages add up over its attempts.
         self.replay = self.manifest.get("status") == "complete"
+        remove_stray_temp_files(self.root)  # a killed attempt's half-written files (we hold the lock)
+        self._add_killed_attempts()
         self.earlier_stages: dict[str, dict] = dict(self.manifest["stages"])
+
+    def _add_killed_attempts(self) -> None:
+        """Adds the time of attempts that were killed mid-stage (their heartbeats) to those stages' records."""
+        beats = killed_attempts(self.root)
+        for beat in beats:
+            earlier = self.manifest["stages"].get(beat["stage"])
+            killed = {"tokens_generated": 0, "tokens_trained": 0, "wall_s": beat["wall_s"]}
+            record = killed if earlier is None else merge_attempts(earlier, killed)
+            record["killed_attempts"] = (earlier or {}).get("killed_attempts", 0) + 1
+            self.manifest["stages"][beat["stage"]] = record
+        if beats:
+            self.write_json("manifest.json", self.manifest)
+            for beat in beats:
+                beat["path"].unlink(missing_ok=True)
 
     def close(self) -> None:
         """Releases the run directory's lock (again: nothing happens)."""
@@ -183,7 +201,7 @@ class RunStore:
 
     def read_json(self, relpath: str) -> Any | None:
         path = self.root / relpath
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        return read_json_file(path, "run file") if path.exists() else None
 
     def write_json(self, relpath: str, obj: Any) -> None:
         write_json_atomic(self.root / relpath, obj)
@@ -194,6 +212,17 @@ class RunStore:
     def read_samples(self, name: str) -> list[dict]:
         return read_jsonl(self.root / "samples" / f"{name}.jsonl")
 
+    def replace_samples(self, name: str, records: list[dict]) -> None:
+        """samples/<name>.jsonl rewritten whole with `records`: atomically (a staging file renamed over it)."""
+        path = self.path("samples", f"{name}.jsonl")
+        staging = path.with_name(f".{path.name}.rewrite")
+        staging.unlink(missing_ok=True)
+        with JsonlWriter(staging) as writer:
+            for record in records:
+                writer.write(record)
+        os.replace(staging, path)
+        fsync_dir(path.parent)
+
     def update_manifest(self, **fields: Any) -> None:
         self.manifest.update(fields)
         self.write_json("manifest.json", self.manifest)
@@ -203,14 +232,17 @@ class RunStore:
         """Times a stage; the caller adds token counts to the yielded dict. Saved in the manifest."""
         record: dict[str, Any] = {"tokens_generated": 0, "tokens_trained": 0}
         start = time.perf_counter()
+        heartbeat = Heartbeat(self.root, name, start).start()
         try:
             yield record
         finally:
+            heartbeat.stop()
             record["wall_s"] = round(time.perf_counter() - start, 3)
-            earlier = self.earlier_stages.get(name)
+            earlier = self.manifest["stages"].get(name) if not self.replay else self.earlier_stages.get(name)
             if earlier is None or not self.replay:
                 self.manifest["stages"][name] = record if earlier is None else merge_attempts(earlier, record)
                 self.write_json("manifest.json", self.manifest)
+            heartbeat.clear()  # after the record: a kill in between never counts this attempt twice
 
 
 def merge_attempts(earlier: dict[str, Any], latest: dict[str, Any]) -> dict[str, Any]:

@@ -6,10 +6,10 @@ never copied into the repository), nothing machine-specific such as local paths.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
+from harness.fileio import path_component
 from harness.store import write_json_atomic
 from reports.collect import BASELINE_FORMAT, RunRecord
 
@@ -36,11 +36,11 @@ def baseline_document(run: RunRecord) -> dict[str, Any]:
 
 def baseline_name(run: RunRecord) -> str:
     parts = [run.benchmark, run.aligner] + ([run.variant] if run.variant else []) + [run.preset, f"seed{run.seed}"]
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "-".join(parts)) + ".json"
+    return path_component("-".join(parts), max_length=200) + ".json"
 
 
 def pin(run: RunRecord, out_dir: Path) -> Path:
     """Write the run's baseline file under out_dir/<model>/; returns its path."""
-    path = out_dir / re.sub(r"[^A-Za-z0-9_.-]+", "_", run.model) / baseline_name(run)
+    path = out_dir / path_component(run.model) / baseline_name(run)
     write_json_atomic(path, baseline_document(run))
     return path

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import PRESETS, aligner_options
+from harness.config import PRESETS, aligner_options, benchmark_options
 from harness.errors import HarnessError
 from harness.eval.metrics import MetricSpec, specs_from_document
 from harness.hashing import hash_json
 from harness.options import as_dict
+from harness.fileio import read_json_file
 from harness.store import read_jsonl
 
 BASELINE_FORMAT = "harness-baseline/2"  # 2: records carry scores; the document its MetricSpecs
@@ -128,13 +129,18 @@ class RunRecord:
         return ", ".join(self.variant_parts())
 
     def variant_parts(self) -> list[str]:
-        """The aligner options that differ from what the preset resolves to, then seed settings."""
+        """The aligner options, then the benchmark options, that differ from what the preset resolves them to, then
+        seed settings."""
         preset = PRESETS.get(self.preset)
         parts = []
         given = self.config.get("aligner_options") or {}
         defaults = preset_options(self.aligner, self.preset) if preset is not None else {}
         parts += [f"{key}={value}" for key, value in sorted(given.items()) if defaults.get(key, value) != value
                   or key not in defaults]
+        if preset is not None and "benchmark_options" in self.config:  # sizes given with --eval-option
+            sizes = preset_eval_options(self.config.get("benchmark") or self.benchmark, self.preset)
+            parts += [f"{key}={value}" for key, value in sorted(self.config["benchmark_options"].items())
+                      if sizes.get(key, value) != value or key not in sizes]
         if preset is not None and self.config.get("n_seeds") != preset.n_seeds:
             parts.append(f"seeds={self.config.get('n_seeds')}")
         if self.config.get("seeds_file"):
@@ -189,16 +195,21 @@ def preset_options(aligner: str, preset: str) -> dict[str, Any]:
         return {}
 
 
+def preset_eval_options(benchmark: str, preset: str) -> dict[str, Any]:
+    """What a benchmark's options resolve to under a preset with nothing given on the command line."""
+    try:
+        return as_dict(benchmark_options(benchmark, preset))
+    except HarnessError:
+        return {}
+
+
 def data_fingerprint(sources: list[dict]) -> str:
     content = sorted((s.get("dataset"), s.get("sha256") or s.get("version") or s.get("location")) for s in sources)
     return hash_json(content)[:12]
 
 
 def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise HarnessError(f"cannot read {path}: {exc}") from exc
+    return read_json_file(path, "run file")
 
 
 REQUIRED_FIELDS = ("benchmark", "aligner", "model", "metrics")
@@ -212,7 +223,31 @@ def checked(run: RunRecord, source: Path) -> RunRecord:
     if not isinstance(run.document.get("metric_specs"), list):
         raise HarnessError(f"{run.path} was written by an earlier version of harness (no MetricSpecs); convert it "
                            f"once with `harness upgrade {run.path}`")
+    problem = malformed_field(run)
+    if problem:
+        raise HarnessError(f"{source}: malformed run results ({problem}); rerun the run or remove it from the report")
     return run
+
+
+def malformed_field(run: RunRecord) -> str | None:
+    """What is of the wrong type in a run's results (None when nothing is): names, metrics and MetricSpecs."""
+    document = run.document
+    for key in ("benchmark", "aligner", "model"):
+        if not isinstance(document.get(key), str) or not document[key]:
+            return f"{key} is {document.get(key)!r}, not a name"
+    if not isinstance(document.get("preset", ""), str):
+        return "preset is not a name"
+    metrics = document.get("metrics")
+    if not isinstance(metrics, dict) or not all(isinstance(v, dict) for v in metrics.values()):
+        return "metrics is not a mapping of metric name to {value, ci95, n}"
+    for value in metrics.values():
+        if not isinstance(value.get("value"), (int, float, type(None))) or isinstance(value.get("value"), bool):
+            return "a metric value is not a number"
+    try:
+        specs_from_document(document)
+    except (TypeError, ValueError, AttributeError, KeyError):
+        return "metric_specs holds something that is not a MetricSpec"
+    return None
 
 
 def load_run(path: Path | str) -> RunRecord:

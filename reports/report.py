@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.fileio import ensure_directory
 from reports.baseline import pin
 from reports.collect import find_runs
 from reports.html import render_html
@@ -23,9 +24,9 @@ class Report:
 
 def write_report(run_paths: list[Path], out_dir: Path, title: str = "Leaderboard",
                  pin_baselines: bool = False) -> Report:
+    ensure_directory(out_dir, "--out")
     runs = find_runs(run_paths)
     board = build_leaderboard(runs)
-    out_dir.mkdir(parents=True, exist_ok=True)
     plot_dir = out_dir / "plots"
     for stale in plot_dir.glob("*.png"):  # plots of an earlier report that may not be drawn this time
         stale.unlink()

@@ -1,16 +1,20 @@
 """`harness upgrade PATH...`: converts run directories and pinned baselines written before the evaluation
 core (sample format 1: scores as loose record fields, metrics described by name-based rules in the reports)
 to the current format (sample format 2: each record's `scores`, and the benchmark's MetricSpecs in
-metrics.json). Values, intervals and items are kept exactly; only the description is added. Idempotent.
+metrics.json), and configs written before typed options to typed ones (the aligner's and the benchmark's
+options, resolved from what the run recorded and its preset). Values, intervals and items are kept exactly;
+only the description is added. Idempotent.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
 from harness import registry
+from harness.config import benchmark_options
 from harness.errors import HarnessError
+from harness.fileio import read_json_file
+from harness.hashing import hash_json
 from harness.eval.loop import SAMPLE_FORMAT
 from harness.eval.pairwise import discrete
 from harness.options import Layer, as_dict, names as option_names, resolve
@@ -64,7 +68,9 @@ def benchmark_specs(benchmark: str) -> list[dict]:
         raise HarnessError(f"cannot upgrade a run of {benchmark}: {exc} (install or --include its plugin)") from None
 
 
-def upgraded_document(document: dict) -> tuple[dict, list[dict]]:
+def upgraded_document(document: dict, where: Path) -> tuple[dict, list[dict]]:
+    if not isinstance(document, dict) or not isinstance(document.get("benchmark"), str):
+        raise HarnessError(f"{where}: the results name no benchmark (the file is damaged); it cannot be upgraded")
     specs = document.get("metric_specs") or benchmark_specs(document["benchmark"])
     return {**document, "metric_specs": specs, "sample_format": SAMPLE_FORMAT}, specs
 
@@ -74,9 +80,28 @@ LEGACY_OPTION_NAMES = {"icl_k": "k"}
 
 
 def upgraded_config(config: dict) -> dict:
+    """A config of an earlier version as a current one: typed aligner options (format 1 had a `budget` of every
+    aligner's knobs), and the benchmark's options (sizes and answer length, which earlier versions took from
+    the preset by name) as the preset resolves them."""
+    if not isinstance(config, dict):
+        return config
+    config = typed_aligner_options(config)
+    if "benchmark_options" in config:
+        return config
+    try:
+        options = benchmark_options(config["benchmark"], config["preset"])
+    except (HarnessError, KeyError) as exc:
+        raise HarnessError(f"cannot upgrade a run of benchmark {config.get('benchmark')} with preset "
+                           f"{config.get('preset')}: {exc}") from None
+    upgraded = dict(config)
+    upgraded["benchmark_options"] = as_dict(options)
+    return upgraded
+
+
+def typed_aligner_options(config: dict) -> dict:
     """A format-1 config (a `budget` of every aligner's knobs, untyped `aligner_options`) as a typed one: the
     aligner's options from the effective values it recorded."""
-    if not isinstance(config, dict) or "budget" not in config:
+    if "budget" not in config:
         return config
     budget = config.get("budget") or {}
     legacy = {LEGACY_OPTION_NAMES.get(k, k): v for k, v in budget.items()} | dict(config.get("aligner_options") or {})
@@ -91,30 +116,69 @@ def upgraded_config(config: dict) -> dict:
     return {**upgraded, "aligner_options": as_dict(options), "eval_batch_size": budget.get("gen_batch_size", 32)}
 
 
+def upgraded_manifest(manifest: dict, config: dict) -> dict:
+    """The manifest's copy of the config, and the hash that identifies it, as the upgraded config's."""
+    if not isinstance(manifest, dict):
+        return manifest
+    updated = dict(manifest)
+    if "config" in manifest:
+        updated["config"] = config
+    if "config_hash" in manifest:
+        updated["config_hash"] = hash_json(config)
+    return updated
+
+
+def read_mapping(path: Path, what: str) -> dict:
+    data = read_json_file(path, what)
+    if not isinstance(data, dict):
+        raise HarnessError(f"{what} {path} is not a JSON object; it was not written by harness")
+    return data
+
+
+def planned_config_files(run_dir: Path) -> list[tuple[Path, dict]]:
+    """config.json, and the manifest that records it, of one run directory (a parent or a child run), upgraded
+    (not written yet)."""
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        return []
+    config = upgraded_config(read_mapping(config_path, "run file"))
+    planned = [(config_path, config)]
+    manifest_path = run_dir / "manifest.json"
+    if manifest_path.exists():
+        planned.append((manifest_path, upgraded_manifest(read_mapping(manifest_path, "run file"), config)))
+    return planned
+
+
 def upgrade_run_directory(path: Path) -> None:
-    config_path = path / "config.json"
-    if config_path.exists():
-        write_json_atomic(config_path, upgraded_config(json.loads(config_path.read_text(encoding="utf-8"))))
+    """Reads and converts every file first; only then writes, so a file that cannot be read or converted leaves
+    the whole run as it was."""
+    planned = planned_config_files(path)
+    for child in sorted((path / "domains").glob("*/")):  # domain generalization's child runs
+        planned += planned_config_files(child)
     metrics_path = path / "metrics.json"
-    document = json.loads(metrics_path.read_text(encoding="utf-8"))
-    upgraded, specs = upgraded_document(document)
-    for samples in sorted((path / "samples").glob("*.jsonl")):
-        records = [upgraded_record(document["benchmark"], specs, r) for r in read_jsonl(samples)]
-        staging = samples.with_name(f".{samples.name}.upgrade")
+    upgraded, specs = upgraded_document(read_mapping(metrics_path, "run file"), metrics_path)
+    samples = [(file, [upgraded_record(upgraded["benchmark"], specs, r) for r in read_jsonl(file)])
+               for file in sorted((path / "samples").glob("*.jsonl"))]
+    for file, data in planned:
+        write_json_atomic(file, data)
+    for file, records in samples:
+        staging = file.with_name(f".{file.name}.upgrade")
         staging.unlink(missing_ok=True)
         with JsonlWriter(staging) as writer:
             for record in records:
                 writer.write(record)
-        staging.replace(samples)
+        staging.replace(file)
     write_json_atomic(metrics_path, upgraded)
 
 
 def upgrade_baseline(path: Path, data: dict) -> None:
     from reports.collect import BASELINE_FORMAT
 
-    document, specs = upgraded_document(data.get("document") or {})
+    document, specs = upgraded_document(data.get("document") or {}, path)
     records = [upgraded_record(document["benchmark"], specs, r) for r in data.get("records") or []]
-    write_json_atomic(path, {**data, "format": BASELINE_FORMAT, "config": upgraded_config(data.get("config") or {}),
+    config = upgraded_config(data.get("config") or {})
+    write_json_atomic(path, {**data, "format": BASELINE_FORMAT, "config": config,
+                             "manifest": upgraded_manifest(data.get("manifest") or {}, config),
                              "document": document, "records": records})
 
 
@@ -126,10 +190,7 @@ def upgrade(path: Path) -> str:
         upgrade_run_directory(path)
         return f"upgraded run {path}"
     if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HarnessError(f"cannot read {path}: {exc}") from None
+        data = read_json_file(path, "baseline file")
         if not isinstance(data, dict) or not str(data.get("format", "")).startswith("harness-baseline/"):
             raise HarnessError(f"{path} is neither a run directory nor a pinned baseline file")
         upgrade_baseline(path, data)

@@ -20,7 +20,7 @@ from benchmarks.alpacaeval_data import (build_panel, load_annotations, load_eval
                                         load_model_outputs)
 from harness.aligner import AlignedModel
 from harness.benchmark import EvalContext
-from harness.config import EvalSize
+from harness.eval.options import QuestionOptions
 from harness.errors import HarnessError
 from harness.judges.pairwise import EmbeddedPairwiseJudge, Preference
 from harness.models.hf import load_backend
@@ -182,10 +182,10 @@ def tiny_chat(tmp_path_factory):
 
 
 def run_benchmark(benchmark, backend, judge, root: Path, questions: int = 6):
-    size = EvalSize(harmful=None, benign=None, borderline=None, max_new_tokens=8, questions=questions)
+    size = QuestionOptions(max_new_tokens=8, questions=questions)
     items, sources = benchmark.items(size, None, seed=3)
     store = RunStore(root / "run", {"test": "alpacaeval", "benchmark": benchmark.name})
-    ctx = EvalContext(store=store, cache=Cache(root / "cache"), judges={"pairwise": judge}, eval_size=size, seed=3,
+    ctx = EvalContext(store=store, cache=Cache(root / "cache"), judges={"pairwise": judge}, options=size, seed=3,
                       batch_size=4)
     return items, sources, store, benchmark.evaluate(AlignedModel(backend), items, ctx)
 
@@ -205,7 +205,7 @@ def test_benchmark_unswaps_verdicts_writes_samples_and_resumes(tiny_chat, tmp_pa
         assert sample["swapped"] == is_swapped(3, sample["id"])
     metrics = result["metrics"]
     assert metrics["win_rate"]["n"] == 6 and metrics["lc_win_rate"]["value"] is not None
-    assert result["judge"] == {"name": "longer-is-better", "version": "1", "unparsed": 0}
+    assert result["judge"] == {"name": "longer-is-better", "version": "1", "unparsed": 0, "failed": 0}
     # Resume: a rerun in the same directory judges nothing and reproduces the metrics.
     calls = judge.calls
     _, _, _, again = run_benchmark(AlpacaEval(), tiny_chat, judge, tmp_path)

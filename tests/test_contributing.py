@@ -134,6 +134,7 @@ def test_new_judge_judges_safety(tmp_path, tiny_model):
     metrics = read_json(run / "metrics.json")
     assert metrics["judge"]["name"] == "example-judge" and metrics["judge"]["version"]
     assert read_json(run / "config.json")["judge"] == "example-judge"
+    assert read_json(run / "config.json")["judge_options"] == {"min_words": 3}  # typed by its options class
     assert metrics["metrics"]["refusal_rate"]["n"] > 0 and metrics["metrics"]["over_refusal_benign"]["n"] > 0
     records = [json.loads(line) for line in (run / "samples" / "eval.jsonl").read_text().splitlines()]
     assert records and all(isinstance(r["refusal"], bool) and r["p_refusal"] in (0.0, 1.0) for r in records)

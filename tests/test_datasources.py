@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import safety_data
+from benchmarks import prompt_sets, safety_data
 from benchmarks.safety_data import (
     ADVBENCH_MAP,
     CATEGORIES,
@@ -22,8 +22,8 @@ from benchmarks.safety_data import (
     JAILBREAKBENCH_MAP,
     harmful_sources,
     load_safety_items,
-    normalise,
 )
+from benchmarks.prompt_sets import normalise
 from harness import datasources
 from harness.datasources import (
     HFSource,
@@ -266,13 +266,13 @@ def test_harmful_sample_is_stratified_and_mixes_sources(data_dir: Path) -> None:
 def test_small_category_gives_all_it_has() -> None:
     import random
 
-    quota = safety_data.allocate({"a": 2, "b": 50, "c": 50}, 30, random.Random(0))
+    quota = prompt_sets.allocate({"a": 2, "b": 50, "c": 50}, 30, random.Random(0))
     assert quota == {"a": 2, "b": 14, "c": 14}
-    assert safety_data.allocate({"a": 2, "b": 3}, 100, random.Random(0)) == {"a": 2, "b": 3}
+    assert prompt_sets.allocate({"a": 2, "b": 3}, 100, random.Random(0)) == {"a": 2, "b": 3}
 
 
 def test_repository_benign_set_comes_first(data_dir: Path) -> None:
-    own = safety_data.load_benign_eval()
+    own = prompt_sets.load_benign_eval()
     n_benign = sum(item.kind == "benign" for item in own)
     n_borderline = sum(item.kind == "borderline" for item in own)
     items, _ = load_safety_items(0, n_benign + 10, n_borderline + 5, seed=0)
@@ -378,7 +378,7 @@ def test_hf_rows_are_parsed_like_the_mirror(monkeypatch: pytest.MonkeyPatch) -> 
               if isinstance(source, HFSource)]
     dna = sources["donotanswer"].to_items(dna_hf[0][1](dna_hf[0][0].fetch()))
     assert [(item.id, item.category) for item in dna] == [("donotanswer:0", "privacy")]
-    xstest = resolver.load("xstest", safety_data.XSTEST_CANDIDATES)
+    xstest = resolver.load("xstest", prompt_sets.XSTEST_CANDIDATES)
     assert [(item.id, item.category) for item in xstest] == [("xstest:1", "homonyms")]
     assert xstest[0].kind == "borderline"
     assert {record["source"] for record in resolver.records} == {"huggingface"}

@@ -19,7 +19,7 @@ from aligners.icl_only import IclOnly
 from benchmarks.domain_generalization import DomainGeneralization, DomainGeneralizationTruthfulQA
 from harness import registry
 from harness.aligner import AlignContext, AlignedModel
-from harness.config import RunConfig, get_preset
+from harness.config import RunConfig, benchmark_options
 from harness.errors import HarnessError
 from harness.models.hf import load_backend
 from harness.runner import execute
@@ -109,7 +109,7 @@ def test_matrix_rows_come_from_alignments_on_one_seed_domain_each(tiny, tmp_path
 
     matrix = document["matrix"]
     seed_domains, eval_domains = matrix["seed_domains"], matrix["eval_domains"]
-    assert len(seed_domains) == get_preset("tiny").eval_size.seed_domains == 2
+    assert len(seed_domains) == benchmark_options("domain-generalization", "tiny").seed_domains == 2
     assert [(domains, root) for domains, root in RecordingIclOnly.calls] == \
         [({d, "benign"}, out / "domains" / d) for d in seed_domains]
     for d in seed_domains:

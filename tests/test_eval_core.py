@@ -7,13 +7,13 @@ import pytest
 
 from harness.aligner import AlignedModel
 from harness.benchmark import Benchmark
-from harness.config import EvalSize
+from harness.eval.options import SafetyOptions
 from harness.errors import HarnessError
 from harness.eval.loop import EvalContext, evaluate, run_samples
 from harness.eval.metrics import MetricSpec, compute_metrics, spec_for
 from harness.eval.requests import Choices, Outputs, Requests
 from harness.judges.build import judge_names
-from harness.judges.roles import JudgeRequest, check_fills
+from harness.judges.roles import JudgeFailure, JudgeRequest, check_fills
 from harness.judges.safety import SafetyVerdict
 from harness.models.backend import Backend
 from harness.models.fake import FakeBackend
@@ -22,7 +22,7 @@ from harness.types import EvalItem
 
 ITEMS = [EvalItem(f"q{i}", f"Question number {i}?", "even" if i % 2 == 0 else "odd", "plain", "test")
          for i in range(6)]
-SIZE = EvalSize(harmful=None, benign=None, borderline=None, max_new_tokens=8)
+SIZE = SafetyOptions(max_new_tokens=8)
 
 
 class CountingJudge:
@@ -59,7 +59,7 @@ class Toy(Benchmark):
 
 def context(tmp_path: Path, judge=None) -> EvalContext:
     return EvalContext(store=RunStore(tmp_path / "run", {"toy": 1}), cache=Cache(tmp_path / "cache"),
-                       judges={"safety": judge or CountingJudge()}, eval_size=SIZE, seed=0)
+                       judges={"safety": judge or CountingJudge()}, options=SIZE, seed=0)
 
 
 def test_the_fake_backend_fills_the_inference_contract():
@@ -79,7 +79,7 @@ def test_one_loop_scores_every_sample_computes_specs_and_counts_unparsed(tmp_pat
     assert metrics["refusal_rate/even"]["n"] == 3 and metrics["refusal_rate/odd"]["n"] == 2
     assert metrics["first_choice"]["n"] == 6 and "unparsed" not in metrics["first_choice"]
     assert [s["name"] for s in document["metric_specs"]] == ["refusal_rate", "first_choice"]
-    assert document["judge"] == {"name": "counting", "version": "1", "unparsed": 1}
+    assert document["judge"] == {"name": "counting", "version": "1", "unparsed": 1, "failed": 0}
     records = ctx.store.read_samples("eval")
     assert [r["id"] for r in records] == [i.id for i in ITEMS] and all("scores" in r for r in records)
 
@@ -140,3 +140,33 @@ def test_a_record_without_scores_is_refused(tmp_path):
 
     with pytest.raises(HarnessError, match="scores"):
         run_samples(NoScores(), AlignedModel(FakeBackend()), ITEMS[:1], context(tmp_path))
+
+
+class FlakyJudge(CountingJudge):
+    """Gets no answer for q1 and q2 until `healthy` (an endpoint fault after its retries)."""
+
+    healthy = False
+
+    def judge_safety(self, prompts, responses):
+        verdicts = super().judge_safety(prompts, responses)
+        return [JudgeFailure("[no answer: HTTP 503]") if not self.healthy and ("number 1" in p or "number 2" in p)
+                else v for p, v in zip(prompts, verdicts)]
+
+
+def test_items_the_judge_failed_are_counted_never_scored_and_only_they_are_judged_again(tmp_path):
+    judge = FlakyJudge()
+    ctx = context(tmp_path, judge)
+    document = evaluate(Toy(), AlignedModel(FakeBackend(), adapter=Path("adapter")), ITEMS, ctx)
+    assert document["judge"] == {"name": "counting", "version": "1", "unparsed": 1, "failed": 2}
+    assert document["metrics"]["refusal_rate"]["n"] == 3  # q0, q3, q4: neither failed nor unparsed
+    records = {r["id"]: r for r in ctx.store.read_samples("eval")}
+    assert records["q1"]["judge_failed"] == "[no answer: HTTP 503]" and records["q1"]["scores"]["refusal"] is None
+    assert "judge_failed" not in records["q0"]
+
+    judge.healthy, judge.calls = True, 0  # the endpoint recovers; the same run again
+    again = evaluate(Toy(), AlignedModel(FakeBackend(), adapter=Path("adapter")), ITEMS, context(tmp_path, judge))
+    assert judge.calls == 2  # only q1 and q2 (the unparsed q5 is a verdict, kept as it is)
+    assert again["judge"]["failed"] == 0 and again["metrics"]["refusal_rate"]["n"] == 5
+    samples = ctx.store.read_samples("eval")
+    assert [r["id"] for r in samples] == [item.id for item in ITEMS]  # one record per item, in order
+    assert not any(r.get("judge_failed") for r in samples)

@@ -276,3 +276,36 @@ def test_markdown_escapes_names_and_keeps_the_table_shape(tmp_path):
     for row in rows:
         assert len(re.split(r"(?<!\\)\|", row)) - 2 == expected_cells
         assert row.split(" | ")[0] == "| &lt;script&gt;alert(1)&lt;/script&gt;a\\|b"
+
+
+# The cost of a killed attempt
+
+def test_a_stage_killed_mid_way_still_counts_its_time(tmp_path):
+    run_dir = tmp_path / "run"
+    code = textwrap.dedent(f"""
+        import time
+        import harness.heartbeat
+        from harness.store import RunStore
+        harness.heartbeat.INTERVAL_S = 0.1
+        store = RunStore({str(run_dir)!r}, {CONFIG!r})
+        with store.stage("evaluate"):
+            print("in the stage", flush=True)
+            time.sleep(120)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "in the stage"
+    time.sleep(1.0)
+    child.kill()  # SIGKILL: no finally, no atexit
+    child.wait()
+    assert "evaluate" not in json.loads((run_dir / "manifest.json").read_text() if (run_dir / "manifest.json").exists()
+                                        else "{}").get("stages", {})
+
+    store = RunStore(run_dir, CONFIG)  # the rerun finds the heartbeat and records the killed attempt
+    killed = store.manifest["stages"]["evaluate"]
+    assert killed["killed_attempts"] == 1 and 0.8 <= killed["wall_s"] < 5
+    with store.stage("evaluate"):
+        time.sleep(0.2)
+    finished = json.loads((run_dir / "manifest.json").read_text())["stages"]["evaluate"]
+    assert finished["killed_attempts"] == 1 and finished["wall_s"] >= killed["wall_s"] + 0.2
+    assert not list((run_dir / ".heartbeats").glob("*")) and stray_temp_files(run_dir) == []
+    store.close()

@@ -27,6 +27,7 @@ from harness.errors import HarnessError
 from harness.judges import openai_judge
 from harness.judges.openai_judge import DEFAULT_PROMPTS, OpenAIJudge, load_prompt
 from harness.judges.pairwise import Preference
+from harness.judges.roles import JudgeFailure
 from harness.judges.safety import SafetyVerdict
 from harness.judges.truth import TruthVerdict
 from harness.store import Cache
@@ -120,6 +121,13 @@ def make_handler(script: Script):
             time.sleep(script.delay_first_s if number == 1 and script.delay_first_s else script.delay_all_s)
             with script.lock:
                 script.in_flight -= 1
+            if failure == "garbage":  # a 200 whose body is not JSON (a proxy's error page)
+                data = b"<html><body>502 Bad Gateway</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return None
             if failure is not None:
                 return self.reply(failure, {"error": {"message": script.failure_message}}, [("Retry-After", "0")])
             if give_up:
@@ -228,12 +236,36 @@ def test_a_request_that_times_out_is_retried(scripted, tmp_path):
     assert script.chat_requests == 3  # truth (timed out, then again) and info
 
 
-def test_a_server_that_keeps_failing_is_one_line_after_the_retries(scripted, tmp_path):
-    script = Script(fail_first=[503] * 10)
-    judge = judge_at(scripted(script), tmp_path, max_retries=2)
-    with pytest.raises(HarnessError, match=r"keeps failing: HTTP 503 \(injected failure\) after 3 attempts") as error:
-        judge.prefer(["a"], ["b"], ["c"])
-    assert "\n" not in str(error.value) and script.chat_requests == 3
+def test_an_item_that_keeps_failing_is_a_failure_after_its_retries_and_the_rest_is_judged(scripted, tmp_path):
+    script = Script(fail_first=[503] * 3, answer="1")
+    judge = judge_at(scripted(script), tmp_path, max_retries=2, concurrency=1)
+    verdicts = judge.prefer(["a", "b"], ["x", "x"], ["y", "y"])
+    assert verdicts[0] == JudgeFailure("[no answer: HTTP 503: injected failure]")
+    assert verdicts[1] == Preference(0.0, "1") and script.chat_requests == 4
+    assert judge.stats() == {"requests": 4, "retries": 2, "failed": 1}
+    # Failures are never cached: the same item is asked again.
+    assert judge.prefer(["a"], ["x"], ["y"]) == [Preference(0.0, "1")] and script.chat_requests == 5
+
+
+def test_a_server_that_keeps_failing_stops_the_run_in_one_line(scripted, tmp_path):
+    script = Script(fail_first=[503] * 100)
+    judge = judge_at(scripted(script), tmp_path, max_retries=0, concurrency=1)
+    with pytest.raises(HarnessError, match=r"failed 8 items in a row \(last: \[no answer: HTTP 503: injected "
+                                           r"failure\]\); start or fix the server") as error:
+        judge.prefer(["q"] * 20, [str(i) for i in range(20)], ["b"] * 20)
+    assert "\n" not in str(error.value) and script.chat_requests == 8
+
+
+def test_a_200_that_is_not_json_is_retried_and_the_answers_received_are_kept(scripted, tmp_path):
+    script = Script(fail_first=["garbage", "garbage"], answer="2")
+    judge = judge_at(scripted(script), tmp_path, max_retries=2, concurrency=1)
+    assert judge.prefer(["a", "b"], ["x", "x"], ["y", "y"]) == [Preference(1.0, "2")] * 2
+    assert judge.stats() == {"requests": 4, "retries": 2, "failed": 0}
+    # Still garbage after the retries: that item fails (not cached); the one answered before it is kept.
+    script.fail_first = ["garbage"] * 3
+    verdicts = judge.prefer(["a", "c"], ["x", "x"], ["y", "y"])
+    assert verdicts[0] == Preference(1.0, "2")  # from the cache
+    assert isinstance(verdicts[1], JudgeFailure) and "not a chat completion" in verdicts[1].reason
 
 
 def test_garbage_answers_are_counted_never_guessed(scripted, tmp_path):
@@ -296,9 +328,9 @@ def test_judgements_finished_before_a_failure_are_cached_and_not_asked_again(scr
     url = scripted(script)
     judge = judge_at(url, tmp_path, concurrency=1, max_retries=1)
     questions = ["q1", "q2", "q3", "q4"]
-    with pytest.raises(HarnessError, match="overloaded"):
-        judge.prefer(questions, ["a"] * 4, ["b"] * 4)
-    time.sleep(0.3)  # let a request already in flight when the judge gave up finish
+    first = judge.prefer(questions, ["a"] * 4, ["b"] * 4)
+    assert [p.second_better for p in first[:2]] == [0.0, 0.0]
+    assert all(isinstance(p, JudgeFailure) and "overloaded" in p.reason for p in first[2:])
     script.fail_after = None  # the server recovers
     asked_before = script.chat_requests
     again = judge_at(url, tmp_path, concurrency=1)
@@ -321,7 +353,7 @@ def test_judge_options_reach_the_factory_and_mismatches_are_one_line(tmp_path, c
                  "--judge-model", "m", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == "harness: error: judge keyword-refusal does not take --judge-model; drop the " \
-                                "option(s) or choose another --judge"
+                                "option(s) or choose another --judge (its options: window)"
     code = main(["run", "--aligner", "none", "--benchmark", "safety", "--judge", "openai",
                  "--out", str(tmp_path / "run")])
     assert code == 2 and "needs a model: pass --judge-model" in capsys.readouterr().err

@@ -349,13 +349,13 @@ def test_a_tiny_run_writes_every_metric_and_resumes(aligner, tiny, tmp_path, mon
 def test_unparsed_verdicts_reach_the_metrics(tiny, tmp_path, monkeypatch, mirror):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
     from harness.benchmark import EvalContext
-    from harness.config import get_preset
+    from harness.config import benchmark_options
     from harness.store import RunStore
 
     benchmark = TruthfulQA()
-    items, _ = benchmark.items(get_preset("tiny").eval_size, 3, 0)
+    items, _ = benchmark.items(benchmark_options("truthfulqa", "tiny"), 3, 0)
     ctx = EvalContext(store=RunStore(tmp_path / "run", {"x": 1}), cache=Cache(tmp_path / "c"),
-                      judges={"truth": NoVerdictJudge()}, eval_size=get_preset("tiny").eval_size, seed=0)
+                      judges={"truth": NoVerdictJudge()}, options=benchmark_options("truthfulqa", "tiny"), seed=0)
     result = benchmark.evaluate(AlignedModel(tiny), items, ctx)
     assert result["metrics"]["true"] == {"value": None, "ci95": [None, None], "n": 0, "unparsed": 3}
     assert result["metrics"]["mc1"]["n"] == 3 and result["judge"]["unparsed"] == 3

@@ -24,7 +24,7 @@ from benchmarks.utility import (Utility, mmlu_context, mmlu_loglikelihoods, mmlu
                                 stratified_sample, utility_metrics)
 from harness.aligner import AlignedModel
 from harness.benchmark import EvalContext
-from harness.config import get_preset
+from harness.config import benchmark_options
 from harness.datasources import Resolver
 from harness.errors import HarnessError
 from harness.judges.pairwise import EmbeddedPairwiseJudge
@@ -40,7 +40,7 @@ from tiny_model import make_tiny_model
 
 from mirror import DATA_DIR
 
-TINY = get_preset("tiny").eval_size
+TINY = benchmark_options("utility", "tiny")
 
 
 @pytest.fixture
@@ -206,7 +206,7 @@ def test_items_have_each_task_at_its_preset_size_and_do_not_overlap_the_safety_s
 def eval_context(tmp_path, judge, name="run") -> EvalContext:
     judges = {"pairwise": judge, "safety": make_judge("embedded-safety", {})}
     return EvalContext(store=RunStore(tmp_path / name, {"test": name}), cache=Cache(tmp_path / "cache"),
-                       judges=judges, eval_size=TINY, seed=0, batch_size=8)
+                       judges=judges, options=TINY, seed=0, batch_size=8)
 
 
 def test_the_unaligned_model_ties_itself_and_an_aligned_one_is_judged(tiny, tiny_chat, tmp_path, mirror):

@@ -14,7 +14,6 @@ from typing import Any
 
 from harness import progress
 from harness.aligner import AlignedModel
-from harness.config import EvalSize
 from harness.errors import HarnessError
 from harness.eval.metrics import compute_metrics
 from harness.eval.requests import Outputs, Requests
@@ -32,7 +31,7 @@ class EvalContext:
     store: RunStore
     cache: Cache
     judges: dict[str, Any]  # role -> judge
-    eval_size: EvalSize
+    options: Any  # the benchmark's typed options (its options_class)
     seed: int
     batch_size: int = 32  # generation / scoring batch
     usage: dict[str, Any] = field(default_factory=dict)
@@ -40,7 +39,7 @@ class EvalContext:
     def answer(self, model: AlignedModel, questions: Sequence[str], desc: str) -> list[dict]:
         """The model's answers (text, n_tokens, finish, cached) through the cache, sampled with the run seed;
         their tokens (cached ones included) are added to usage["tokens_generated"]."""
-        sampling = model.answer_sampling(Sampling(max_new_tokens=self.eval_size.max_new_tokens, seed=self.seed))
+        sampling = model.answer_sampling(Sampling(max_new_tokens=self.options.max_new_tokens, seed=self.seed))
         generations, spent = cached_generate(model.backend, model.prompts(list(questions)), sampling, self.cache,
                                              model.adapter, batch_size=self.batch_size, desc=desc)
         self.usage["tokens_generated"] = self.usage.get("tokens_generated", 0) + spent
@@ -111,8 +110,10 @@ def run_samples(benchmark: Any, model: AlignedModel, items: list[EvalItem], ctx:
                 store: RunStore | None = None, name: str = "eval") -> list[dict]:
     """Every item's record, computing (and appending to samples/<name>.jsonl) only those not there yet."""
     store = store or ctx.store
-    done = {r["id"]: r for r in store.read_samples(name)}
-    todo = [item for item in items if item.id not in done]
+    written = store.read_samples(name)
+    done = {r["id"]: r for r in written}  # a later record of an item supersedes an earlier one
+    # Items whose judge got no answer last time (an endpoint fault) are judged again; their answers are cached.
+    todo = [item for item in items if item.id not in done or done[item.id].get("judge_failed")]
     with progress.bar(len(todo), f"{benchmark.name}: evaluate") as bar, store.samples(name) as writer:
         for chunk in chunks(todo):
             chunk = list(chunk)
@@ -123,9 +124,14 @@ def run_samples(benchmark: Any, model: AlignedModel, items: list[EvalItem], ctx:
                 if record.get("id") != item.id or not isinstance(record.get("scores"), dict):
                     raise HarnessError(f"benchmark {benchmark.name}: record() must return the item's id and a "
                                        "dict of scores under 'scores'")
+                failures = [v["judge_failed"] for v in item_verdicts if v.get("judge_failed")]
+                if failures:
+                    record["judge_failed"] = failures[0]
                 writer.write(record)
                 done[item.id] = record
             bar.update(len(chunk))
+    if len(written) > len({r["id"] for r in written}) or any(r.get("judge_failed") for r in written):
+        store.replace_samples(name, list(done.values()))  # one record per item, the latest
     return [done[item.id] for item in items]
 
 
@@ -134,8 +140,9 @@ def judges_used(benchmark: Any, ctx: EvalContext, records: list[dict]) -> dict[s
     used = {}
     for role, judge in ctx.judges.items():
         scores = {spec.score for spec in benchmark.metrics if spec.judge_role == role}
-        unparsed = sum(1 for r in records if any(r["scores"].get(s, 0) is None for s in scores))
-        used[role] = {**identity(judge), "unparsed": unparsed}
+        judged_none = [r for r in records if any(r["scores"].get(s, 0) is None for s in scores)]
+        failed = sum(1 for r in judged_none if r.get("judge_failed"))
+        used[role] = {**identity(judge), "unparsed": len(judged_none) - failed, "failed": failed}
     return used
 
 

@@ -87,6 +87,8 @@ class MetricSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> "MetricSpec":
         known = {f for f in cls.__dataclass_fields__}
         given = {k: v for k, v in data.items() if k in known}
+        if not isinstance(given.get("name"), str) or not isinstance(given.get("score"), str):
+            raise ValueError("a MetricSpec needs a name and a score (strings)")
         given["where"] = {k: tuple(v) for k, v in (given.get("where") or {}).items()}
         if given.get("groups") is not None:
             given["groups"] = tuple(given["groups"])

@@ -7,19 +7,42 @@ from typing import Any
 from harness import registry
 from harness.errors import HarnessError
 from harness.judges.roles import check_fills, fills
+from harness.options import names as option_names, parse_value
+
+
+def flag_of(key: str) -> str:
+    """The command-line flag that sets a judge option."""
+    return {"prompts": "--judge-prompt", "model": "--judge-model", "base_url": "--judge-base-url",
+            "api_key_env": "--judge-api-key-env", "concurrency": "--judge-concurrency"}.get(key, "--judge-option")
+
+
+def judge_option_values(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The given judge options, each parsed against the judge's typed options (its `options_class`); an
+    option the judge does not take, or a bad value, is one HarnessError naming the flag. Judges without an
+    options class (older plugins) are checked against their factory's parameters."""
+    factory = registry.get("judges", name)
+    options_class = getattr(factory, "options_class", None)
+    if options_class is not None:
+        known = set(option_names(options_class))
+    else:
+        parameters = inspect.signature(factory).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            return dict(options)
+        known = set(parameters)
+    unknown = [key for key in options if key not in known]
+    if unknown:
+        flags = ", ".join(f"{flag_of(key)}" + (f" {key}" if flag_of(key) == "--judge-option" else "")
+                          for key in unknown)
+        raise HarnessError(f"judge {name} does not take {flags}; drop the option(s) or choose another --judge"
+                           + (f" (its options: {', '.join(sorted(known))})" if known else ""))
+    if options_class is None:
+        return dict(options)
+    return {key: parse_value(options_class, key, raw, f"{flag_of(key)} {name}:") for key, raw in options.items()}
 
 
 def make_judge(name: str, options: dict[str, Any]) -> Any:
-    """The registered judge built with `options`; an option the judge does not take is a HarnessError."""
-    factory = registry.get("judges", name)
-    parameters = inspect.signature(factory).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        unknown = [key for key in options if key not in parameters]
-        if unknown:
-            flags = ", ".join("--judge-prompt" if key == "prompts" else f"--judge-{key.replace('_', '-')}"
-                              for key in unknown)
-            raise HarnessError(f"judge {name} does not take {flags}; drop the option(s) or choose another --judge")
-    return factory(**options)
+    """The registered judge built with `options` (checked by `judge_option_values`)."""
+    return registry.get("judges", name)(**judge_option_values(name, options))
 
 
 def judges_filling(role: str) -> list[str]:

@@ -26,148 +26,36 @@ import os
 import random
 import re
 import socket
-import string
 import threading
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from harness import progress
 from harness.errors import HarnessError
 from harness.hashing import hash_json
+from harness.judges.judge_prompts import DEFAULT_PROMPTS, JudgePrompt, load_prompt
 from harness.judges.pairwise import Preference
+from harness.judges.roles import JudgeFailure
 from harness.judges.safety import BLANK_VERDICT, SafetyVerdict
 from harness.judges.truth import TruthVerdict, check_truth_inputs
+from harness.options import option
 from harness.registry import register
 from harness.store import Cache
 
-PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
-DEFAULT_PROMPTS = {"pairwise": "pairwise-preference", "truth": "truthfulqa-truth", "info": "truthfulqa-info",
-                   "safety": "safety-refusal-harmful"}
-# The placeholders each role's template may use.
-ROLE_FIELDS = {
-    "pairwise": {"instruction", "output_1", "output_2"},
-    "truth": {"question", "answer", "correct_answers", "incorrect_answers"},
-    "info": {"question", "answer", "correct_answers", "incorrect_answers"},
-    "safety": {"prompt", "response"},
-}
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 # Rejections of one request (e.g. a prompt over the judge's context length): that item is counted unparsed.
 ITEM_REJECTED_STATUS = {400, 413, 422}
 MAX_BACKOFF_S = 30.0
+# Items that failed for good one after another before the judge stops the run: the endpoint is down, not
+# flaky, and waiting out every item's retries would only cost time (what was judged is cached).
+FAILURE_STREAK = 8
 # The start-up check gives up sooner than judging does: a host that does not answer should fail fast.
 PREFLIGHT_ATTEMPTS = 2
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Judge prompts as configuration
-
-
-@dataclass(frozen=True)
-class JudgePrompt:
-    """One judge prompt file: chat messages to send, sampling, and the parser from answer to label value."""
-
-    name: str
-    role: str
-    system: str
-    template: str
-    temperature: float
-    max_tokens: int
-    pattern: re.Pattern[str]
-    labels: dict[str, Any]
-    sha256: str  # of the parsed file content: part of every cache key
-
-    def messages(self, fields: dict[str, str]) -> list[dict[str, str]]:
-        user = self.template.format_map(fields)
-        return ([{"role": "system", "content": self.system}] if self.system else []) + [
-            {"role": "user", "content": user}]
-
-    def parse(self, answer: str) -> Any | None:
-        """The label value of the first match of the pattern in the answer; None when there is none."""
-        match = self.pattern.search(answer or "")
-        if match is None:
-            return None
-        label = (match.group(1) if match.groups() else match.group(0)).strip().lower()
-        return self.labels.get(label)
-
-
-def _check_label_value(role: str, value: Any) -> bool:
-    if role == "pairwise":
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
-    if role == "safety":
-        return (isinstance(value, dict) and set(value) == {"refusal", "harmful"}
-                and all(isinstance(v, bool) for v in value.values()))
-    return isinstance(value, bool)
-
-
-LABEL_KINDS = {"pairwise": "a number in [0, 1] (0 = output_1 better, 1 = output_2 better)",
-               "truth": "true or false", "info": "true or false",
-               "safety": "a mapping {refusal: true|false, harmful: true|false}"}
-
-
-def resolve_prompt_file(ref: str) -> Path:
-    """A built-in prompt name (a file stem under prompts/) or a path to a YAML file."""
-    path = Path(ref).expanduser()
-    if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise HarnessError(f"judge prompt file {path} not found")
-        return path
-    builtin = PROMPTS_DIR / f"{ref}.yaml"
-    if not builtin.is_file():
-        known = ", ".join(sorted(p.stem for p in PROMPTS_DIR.glob("*.yaml")))
-        raise HarnessError(f"unknown judge prompt {ref!r}; built-in: {known}; or pass a path to a .yaml file")
-    return builtin
-
-
-def load_prompt(ref: str, role: str) -> JudgePrompt:
-    """Read and validate one prompt file for `role`; every problem is one HarnessError naming the file."""
-    path = resolve_prompt_file(ref)
-    where = f"judge prompt {path}"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise HarnessError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise HarnessError(f"{where}: expected a mapping with role, template, sampling and parser")
-    if data.get("role") != role:
-        raise HarnessError(f"{where}: has role {data.get('role')!r} but is used for the {role!r} role")
-    template, system = data.get("template"), data.get("system", "")
-    if not isinstance(template, str) or not template.strip() or not isinstance(system, str):
-        raise HarnessError(f"{where}: 'template' (and 'system', if given) must be non-empty text")
-    try:
-        used = {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
-    except ValueError as exc:
-        raise HarnessError(f"{where}: bad template ({exc}); write literal braces as {{{{ and }}}}") from None
-    unknown = used - ROLE_FIELDS[role]
-    if unknown:
-        raise HarnessError(f"{where}: unknown placeholder(s) {', '.join(sorted(unknown))}; "
-                           f"the {role} role provides {', '.join(sorted(ROLE_FIELDS[role]))}")
-    sampling = data.get("sampling") or {}
-    parser = data.get("parser") or {}
-    try:
-        temperature = float(sampling.get("temperature", 0.0))
-        max_tokens = int(sampling.get("max_tokens", 16))
-        pattern = re.compile(str(parser["pattern"]), re.IGNORECASE)
-        labels = {str(k).strip().lower(): v for k, v in dict(parser["labels"]).items()}
-    except (KeyError, TypeError, ValueError, AttributeError, re.error) as exc:
-        raise HarnessError(f"{where}: needs sampling.temperature, sampling.max_tokens, parser.pattern (a "
-                           f"regex) and parser.labels (a mapping); problem: {type(exc).__name__}: {exc}") from None
-    if max_tokens < 1 or temperature < 0:
-        raise HarnessError(f"{where}: sampling.max_tokens must be >= 1 and temperature >= 0")
-    bad = [k for k, v in labels.items() if not _check_label_value(role, v)]
-    if not labels or bad:
-        raise HarnessError(f"{where}: every parser label must map to {LABEL_KINDS[role]}; "
-                           f"bad: {', '.join(bad) or '(no labels)'}")
-    return JudgePrompt(name=path.stem, role=role, system=system.strip(), template=template,
-                       temperature=temperature, max_tokens=max_tokens, pattern=pattern, labels=labels,
-                       sha256=hash_json(data))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -218,6 +106,15 @@ def _decode(raw: bytes) -> Any:
         return text
 
 
+def completion_text(reply: Reply) -> str | None:
+    """The answer text of a chat-completion reply; None when the body is not one."""
+    try:
+        content = reply.body["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return content if isinstance(content, str) else ""
+
+
 def server_message(body: Any) -> str:
     """The error message an OpenAI-compatible server put in its reply, on one short line."""
     message: Any = body
@@ -232,12 +129,26 @@ def server_message(body: Any) -> str:
 # The judge
 
 
+@dataclass(frozen=True)
+class OpenAIJudgeOptions:
+    model: str | None = option(None, "the model name the endpoint serves (required)")
+    base_url: str = option(DEFAULT_BASE_URL, "API base, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str = option(DEFAULT_API_KEY_ENV, "environment variable holding the API key (never the key)")
+    concurrency: int = option(4, "requests in flight", minimum=1)
+    prompts: dict[str, str] | None = option(None, "role -> prompt config (built-in name or .yaml); set with "
+                                            "--judge-prompt ROLE=FILE")
+    timeout_s: float = option(60.0, "seconds before a request is abandoned and retried", above=0.0)
+    max_retries: int = option(4, "retries of a failed request, with exponential backoff", minimum=0)
+    retry_base_s: float = option(1.0, "the first backoff, doubled on every retry", minimum=0.0)
+
+
 @register("judges", "openai")
 class OpenAIJudge:
     """LLM judge over an OpenAI-compatible endpoint; options come from `--judge-*` on the command line."""
 
     name = "openai"
     roles = ("safety", "truth", "pairwise")
+    options_class = OpenAIJudgeOptions
     description = "LLM judge over any OpenAI-compatible endpoint (--judge-model, --judge-base-url)"
 
     def __init__(self, model: str | None = None, base_url: str = DEFAULT_BASE_URL,
@@ -266,6 +177,8 @@ class OpenAIJudge:
         self.retry_base_s = float(retry_base_s)
         self.prompts = {role: load_prompt(ref, role) for role, ref in {**DEFAULT_PROMPTS, **(prompts or {})}.items()}
         self.cache = cache if cache is not None else Cache()
+        self.counts = {"requests": 0, "retries": 0, "failed": 0}  # this process's traffic, for the manifest
+        self._counts_lock = threading.Lock()
         self.version = hash_json(self.identity())[:12]
         self._stop = threading.Event()
         if check_endpoint:
@@ -283,7 +196,8 @@ class OpenAIJudge:
             raise HarnessError(f"pairwise judge got {len(instructions)} instructions, {len(first)} first and "
                                f"{len(second)} second outputs; pass one of each")
         fields = [{"instruction": i, "output_1": a, "output_2": b} for i, a, b in zip(instructions, first, second)]
-        return [Preference(second_better=None if value is None else float(value), raw=raw)
+        return [value if isinstance(value, JudgeFailure) else
+                Preference(second_better=None if value is None else float(value), raw=raw)
                 for value, raw in self.ask("pairwise", fields)]
 
     def judge_truth(self, questions: list[str], answers: list[str], correct_refs: list[list[str]],
@@ -293,44 +207,53 @@ class OpenAIJudge:
                   for q, a, c, i in zip(questions, answers, correct_refs, incorrect_refs)]
         truthful = self.ask("truth", fields)
         informative = self.ask("info", fields)
-        return [TruthVerdict(truthful=t, informative=i) for (t, _), (i, _) in zip(truthful, informative)]
+        return [t if isinstance(t, JudgeFailure) else i if isinstance(i, JudgeFailure) else
+                TruthVerdict(truthful=t, informative=i) for (t, _), (i, _) in zip(truthful, informative)]
 
-    def judge_safety(self, prompts: list[str], responses: list[str]) -> list[SafetyVerdict | None]:
-        """None for a response whose judge answer could not be parsed (the benchmark counts it)."""
+    def judge_safety(self, prompts: list[str], responses: list[str]) -> list[SafetyVerdict | JudgeFailure | None]:
+        """None for a response whose judge answer could not be parsed, a JudgeFailure for one the endpoint
+        gave no answer for (the loop counts both)."""
         if len(prompts) != len(responses):
             raise HarnessError(f"judge got {len(prompts)} prompts but {len(responses)} responses; pass one of each")
         live = [i for i, r in enumerate(responses) if r is not None and str(r).strip()]
-        verdicts: list[SafetyVerdict | None] = [BLANK_VERDICT] * len(responses)  # same blank rule as every judge
+        verdicts: list[SafetyVerdict | JudgeFailure | None] = [BLANK_VERDICT] * len(responses)  # as every judge
         answers = self.ask("safety", [{"prompt": prompts[i], "response": responses[i]} for i in live])
         for i, (value, _) in zip(live, answers):
-            verdicts[i] = None if value is None else SafetyVerdict(
+            verdicts[i] = value if value is None or isinstance(value, JudgeFailure) else SafetyVerdict(
                 refusal=value["refusal"], harmful=value["harmful"],
                 p_refusal=float(value["refusal"]), p_harmful=float(value["harmful"]))
         return verdicts
 
     # -- asking the endpoint ---------------------------------------------------------------------------------
 
-    def ask(self, role: str, fields: list[dict[str, str]]) -> list[tuple[Any | None, str]]:
-        """(parsed label value or None, raw answer) per item, through the cache, `concurrency` at a time."""
+    def ask(self, role: str, fields: list[dict[str, str]]) -> list[tuple[Any, str]]:
+        """(parsed label value, None when unparsed, or a JudgeFailure; raw answer) per item, through the cache,
+        `concurrency` at a time. Only answers are cached: never a rejection or a failure."""
         prompt = self.prompts[role]
         messages = [prompt.messages(f) for f in fields]
         keys = [hash_json({**self.identity(), "role": role, "messages": m}) for m in messages]
         raws: list[str | None] = [self._cached_answer(k) for k in keys]
-        rejected: set[int] = set()
+        outcome: dict[int, str] = {}  # index -> "rejected" or "failed"
         todo = [i for i, raw in enumerate(raws) if raw is None]
         if todo:
             self._stop.clear()
             pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo)))
             futures = {pool.submit(self._complete, prompt, messages[i]): i for i in todo}
+            streak = 0
             try:
                 with progress.bar(len(todo), f"judge ({role})") as bar:
                     for future in as_completed(futures):
                         i = futures[future]
-                        text, was_rejected = future.result()
-                        if was_rejected:
-                            rejected.add(i)
-                        else:
+                        text, status = future.result()
+                        if status == "ok":
                             self.cache.put(keys[i], {"answer": text})
+                        else:
+                            outcome[i] = status
+                        streak = streak + 1 if status == "failed" else 0
+                        if streak >= FAILURE_STREAK:
+                            raise HarnessError(f"judge endpoint {self.base_url} failed {streak} items in a row ("
+                                               f"last: {text}); start or fix the server (or --judge-base-url), "
+                                               "then rerun (finished judgements are cached)")
                         raws[i] = text
                         bar.update(1)
             except BaseException:
@@ -338,7 +261,23 @@ class OpenAIJudge:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
             pool.shutdown()
-        return [(None if i in rejected else prompt.parse(raw or ""), raw or "") for i, raw in enumerate(raws)]
+        results: list[tuple[Any, str]] = []
+        for i, raw in enumerate(raws):
+            if outcome.get(i) == "failed":
+                results.append((JudgeFailure(raw or "no answer"), raw or ""))
+            else:
+                results.append((None if i in outcome else prompt.parse(raw or ""), raw or ""))
+        return results
+
+    def stats(self) -> dict[str, int]:
+        """Requests sent, retries among them, and items that failed for good, in this process (the manifest
+        records them)."""
+        with self._counts_lock:
+            return dict(self.counts)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._counts_lock:
+            self.counts[key] += n
 
     def _cached_answer(self, key: str) -> str | None:
         value = self.cache.get(key)
@@ -368,20 +307,23 @@ class OpenAIJudge:
         key = os.environ.get(self.api_key_env, "").strip()
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def _complete(self, prompt: JudgePrompt, messages: list[dict[str, str]]) -> tuple[str, bool]:
-        """The answer text, and whether the server rejected the request (then the text is its message)."""
+    def _complete(self, prompt: JudgePrompt, messages: list[dict[str, str]]) -> tuple[str, str]:
+        """(text, status): the answer and "ok"; the server's message and "rejected" (this request refused:
+        counted unparsed); or what went wrong and "failed" (no answer after the retries: counted failed)."""
         body = {"model": self.model, "messages": messages, "temperature": prompt.temperature,
                 "max_tokens": prompt.max_tokens, "stream": False}
-        reply = self._post(body, retry_refused=True)
-        if reply.status in ITEM_REJECTED_STATUS:
-            return f"[request rejected: HTTP {reply.status}: {self._message(reply)}]", True
         try:
-            content = reply.body["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError):
-            raise HarnessError(f"judge endpoint {self.base_url}/chat/completions answered something that is not "
-                               f"a chat completion ({self._message(reply)}); is --judge-base-url an "
-                               "OpenAI-compatible API base (it usually ends in /v1)?") from None
-        return (content if isinstance(content, str) else ""), False
+            reply = self._post(body, retry_refused=True, fail_soft=True)
+        except HarnessError:
+            raise
+        if reply.status in ITEM_REJECTED_STATUS:
+            return f"[request rejected: HTTP {reply.status}: {self._message(reply)}]", "rejected"
+        content = completion_text(reply)
+        if content is None:
+            self._count("failed")
+            what = reply.problem or (f"HTTP {reply.status}" if reply.status != 200 else "not a chat completion")
+            return f"[no answer: {what}: {self._message(reply)}]", "failed"
+        return content, "ok"
 
     def check_endpoint(self) -> None:
         """Fail fast, before any work: the endpoint answers, accepts the key and serves the model.
@@ -404,6 +346,10 @@ class OpenAIJudge:
         probe = {"model": self.model, "messages": [{"role": "user", "content": "Reply with OK."}],
                  "max_tokens": 1, "temperature": 0.0, "stream": False}
         reply = self._post(probe, retry_refused=False, model_missing_ok=True, attempts=PREFLIGHT_ATTEMPTS)
+        if reply.status == 200 and completion_text(reply) is None:
+            raise HarnessError(f"judge endpoint {self.base_url}/chat/completions answered something that is not "
+                               f"a chat completion ({self._message(reply)}); is --judge-base-url an "
+                               "OpenAI-compatible API base (it usually ends in /v1)?")
         if reply.status != 200:
             shown = ", ".join(served[:10]) + (", ..." if len(served) > 10 else "")
             raise HarnessError(f"judge model {self.model!r} is not served by {self.base_url}: a test request got "
@@ -411,14 +357,21 @@ class OpenAIJudge:
                                "; fix --judge-model (or --judge-base-url: it usually ends in /v1)")
 
     def _post(self, body: dict[str, Any], retry_refused: bool, model_missing_ok: bool = False,
-              attempts: int | None = None) -> Reply:
+              attempts: int | None = None, fail_soft: bool = False) -> Reply:
         """POST a chat completion; the first reply that is neither retryable nor fatal. Fatal ones raise one
-        clear HarnessError; 400/413/422 (this request rejected) and, if `model_missing_ok`, 404 are returned."""
+        clear HarnessError; 400/413/422 (this request rejected) and, if `model_missing_ok`, 404 are returned.
+        A 200 whose body is not a chat completion is retried like a 5xx. With `fail_soft`, a reply that is
+        still a fault after the last retry is returned (the caller counts the item failed) instead of raised."""
         url = self.base_url + "/chat/completions"
         last = min(self.max_retries + 1, attempts or self.max_retries + 1) - 1
         for attempt in range(last + 1):
             reply = http_json("POST", url, self._headers(), body, self.timeout_s)
-            retryable = reply.status in RETRY_STATUS or (reply.status == 0 and (retry_refused or not reply.refused))
+            self._count("requests")
+            if attempt:
+                self._count("retries")
+            garbled = reply.status == 200 and completion_text(reply) is None
+            retryable = (garbled or reply.status in RETRY_STATUS
+                         or (reply.status == 0 and (retry_refused or not reply.refused)))
             if not retryable:
                 break
             if attempt == last or self._stop.is_set():
@@ -428,6 +381,8 @@ class OpenAIJudge:
                 delay = min(MAX_BACKOFF_S, max(delay, reply.retry_after_s))
             self._stop.wait(delay)  # wakes at once when another request failed for good
         if reply.status in (0, *RETRY_STATUS):
+            if fail_soft and not self._stop.is_set():
+                return reply
             raise self._failing(url, reply, attempts=attempt + 1)
         if reply.status in (401, 403):
             raise self._key_refused(reply)

@@ -17,6 +17,7 @@ from typing import Any
 from harness import progress
 from harness.errors import HarnessError
 from harness.hashing import hash_json
+from harness.options import option
 from harness.store import Cache
 
 
@@ -63,6 +64,15 @@ class LetterScore:
         return 1.0 / (1.0 + math.exp(self.logp_a - self.logp_b))
 
 
+@dataclass(frozen=True)
+class EmbeddedPairwiseOptions:
+    model: str = option(EMBEDDED_JUDGE_MODEL, "the judge model: embedded name, Hugging Face id or local path")
+    batch_size: int = option(8, "comparisons scored per forward pass", minimum=1)
+    max_output_chars: int = option(MAX_OUTPUT_CHARS, "each output is clipped to this many characters", minimum=1)
+    max_instruction_chars: int = option(MAX_INSTRUCTION_CHARS, "the instruction is clipped to this many "
+                                        "characters", minimum=1)
+
+
 class EmbeddedPairwiseJudge:
     """A small chat model compares two outputs through the log-probabilities of the letters "A" and "B".
 
@@ -73,6 +83,7 @@ class EmbeddedPairwiseJudge:
 
     name = "embedded-pairwise"
     roles = ("pairwise",)
+    options_class = EmbeddedPairwiseOptions
     description = "smollm2-135m-instruct compares two outputs by P('A') vs P('B'), both orders averaged (CPU)"
     both_orders = True
 

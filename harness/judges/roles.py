@@ -7,7 +7,10 @@
 A judge class declares the roles it fills (`roles = ("safety",)`); a benchmark declares the roles it needs
 (`Benchmark.judge_roles`). `check_fills` refuses a judge that cannot fill a role before anything is loaded.
 Verdicts are cached by judge name, version and inputs; an answer the judge's output could not be parsed
-for is recorded (and counted by the metrics) but never cached, so a rerun asks again.
+for is recorded (and counted by the metrics) but never cached, so a rerun asks again. A judge that got no
+answer at all for an item (an endpoint that kept failing after its retries) returns a `JudgeFailure` in
+place of the verdict: the record says so (`judge_failed`), it is counted as failed, never scored, and a
+rerun of the run asks again for exactly those items.
 """
 from __future__ import annotations
 
@@ -50,6 +53,13 @@ class PairwiseJudge(Protocol):
     def prefer(self, instructions: list[str], first: list[str], second: list[str]) -> list[Any]:
         """A `Preference` (second_better in [0, 1] or None, raw) per pair, in the order shown."""
         ...
+
+
+@dataclass(frozen=True)
+class JudgeFailure:
+    """In place of a verdict: the judge got no usable answer for this item (after its retries)."""
+
+    reason: str
 
 
 def fills(judge: Any, role: str) -> bool:
@@ -99,25 +109,35 @@ def ask(judge: Any, role: str, args: list[tuple]) -> list[dict[str, Any]]:
     columns = [list(column) for column in zip(*args)]
     if role == "safety":
         verdicts = judge.judge_safety(*columns)
-        records = [dict(UNPARSED_SAFETY) if v is None else
-                   {"refusal": bool(v.refusal), "harmful": bool(v.harmful), "p_refusal": float(v.p_refusal),
-                    "p_harmful": float(v.p_harmful)} for v in verdicts]
+        failed: dict[str, Any] = dict(UNPARSED_SAFETY)
+        records = [failed_record(failed, v) if isinstance(v, JudgeFailure) else dict(UNPARSED_SAFETY) if v is None
+                   else {"refusal": bool(v.refusal), "harmful": bool(v.harmful), "p_refusal": float(v.p_refusal),
+                         "p_harmful": float(v.p_harmful)} for v in verdicts]
     elif role == "truth":
         questions, answers, correct, incorrect = columns
         verdicts = judge.judge_truth(questions, answers, [list(c) for c in correct], [list(i) for i in incorrect])
-        records = [{"truthful": None if v.truthful is None else bool(v.truthful),
+        failed = {"truthful": None, "informative": None}
+        records = [failed_record(failed, v) if isinstance(v, JudgeFailure) else
+                   {"truthful": None if v.truthful is None else bool(v.truthful),
                     "informative": None if v.informative is None else bool(v.informative)} for v in verdicts]
     else:
         verdicts = judge.prefer(*columns)
-        records = [{"second_better": None if v.second_better is None else float(v.second_better),
+        failed = {"second_better": None, "judge_raw": ""}
+        records = [failed_record(failed, v) if isinstance(v, JudgeFailure) else
+                   {"second_better": None if v.second_better is None else float(v.second_better),
                     "judge_raw": v.raw} for v in verdicts]
     if len(records) != len(args):
         raise HarnessError(f"judge {judge.name} returned {len(records)} verdicts for {len(args)} {role} requests")
     return records
 
 
+def failed_record(fields: dict[str, Any], failure: JudgeFailure) -> dict[str, Any]:
+    """The verdict fields of an item the judge could not judge: every field None, and why."""
+    return {**fields, "judge_failed": failure.reason}
+
+
 def parsed(record: dict[str, Any]) -> bool:
-    return not record.get("unparsed") and None not in (record.get(k) for k in ("truthful", "informative",
+    return not record.get("unparsed") and not record.get("judge_failed") and None not in (record.get(k) for k in ("truthful", "informative",
                                                                                   "second_better") if k in record)
 
 

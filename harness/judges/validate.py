@@ -14,8 +14,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -177,6 +178,18 @@ def agreement(predicted: np.ndarray, labels: np.ndarray, seed: int = SPLIT_SEED)
             "label_positive_rate": float(labels.mean()) if labels.size else None}
 
 
+@contextmanager
+def readable_labels(against: str) -> Iterator[None]:
+    """A label file that is there but cannot be read (truncated, not gzip, not CSV/JSON) is one HarnessError."""
+    try:
+        yield
+    except HarnessError:
+        raise
+    except (OSError, EOFError, ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"the {against} labels in the data mirror cannot be read ({type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:160]}); restore the mirror's files") from None
+
+
 def validate(judge_name: str, against: str = "xstest", data_dir: Path | str | None = None,
              limit: int | None = None, options: dict | None = None) -> dict:
     """Agreement of a judge (built with `options`, e.g. an openai judge's model and base URL) with the
@@ -204,7 +217,8 @@ def validate(judge_name: str, against: str = "xstest", data_dir: Path | str | No
     if provider is not None:
         result = provider().validate_judge(judge, against, limit or TRUTH_SAMPLE, SPLIT_SEED)
         return {**result, "judge_version": result["version"], "against": against, "labels": "human", "role": role}
-    rows = heldout_rows(against, data_dir)
+    with readable_labels(against):
+        rows = heldout_rows(against, data_dir)
     if limit is not None and limit < len(rows):
         keep = np.sort(np.random.default_rng(SPLIT_SEED).permutation(len(rows))[:limit])
         rows = rows.iloc[keep].reset_index(drop=True)
@@ -357,7 +371,8 @@ def validate_pairwise(judge_name: str, against: str = "llmbar", data_dir: Path |
     """A pairwise judge's agreement with the human labels of `against`; `limit` = a seeded subset of pairs."""
     if against not in PAIRWISE_SETS:
         raise HarnessError(f"unknown pairwise validation set {against!r}; known: {', '.join(PAIRWISE_SETS)}")
-    rows = load_pairwise_set(against, data_dir)
+    with readable_labels(against):
+        rows = load_pairwise_set(against, data_dir)
     if limit is not None and limit < len(rows):
         keep = np.sort(np.random.default_rng(seed).permutation(len(rows))[:limit])
         rows = rows.iloc[keep].reset_index(drop=True)

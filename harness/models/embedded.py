@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from harness import progress
 from harness.errors import HarnessError
 from harness.hashing import hash_file
 from harness.store import cache_root, write_json_atomic
@@ -115,8 +116,9 @@ def convert_gguf(gguf: Path, target: Path, provenance: dict, chat_template_fallb
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
         started = time.perf_counter()
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        with progress.quiet_third_party():
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         # The weights are plain float32 now, but transformers still tags the model as "GGUF-quantized"
         # and refuses to save it; dropping the tag saves the dense model (verified logit-identical).
         model.hf_quantizer = None
@@ -128,8 +130,9 @@ def convert_gguf(gguf: Path, target: Path, provenance: dict, chat_template_fallb
             tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
+        with progress.quiet_third_party():
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
         import transformers
 
         write_json_atomic(staging / MARKER, {**provenance, "transformers": transformers.__version__,
@@ -149,7 +152,8 @@ def _embedded_dir(model: EmbeddedModel) -> Path:
         return target
     if target.exists():  # not ours or from an older layout: convert afresh
         shutil.rmtree(target)
-    print(f"converting embedded model {model.name} (once; cached in {target})", file=sys.stderr)
+    if not progress.is_quiet():
+        print(f"converting embedded model {model.name} (once; cached in {target})", file=sys.stderr)
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=".gguf-"))
     try:
@@ -168,8 +172,13 @@ def _local_gguf_dir(gguf: Path) -> tuple[Path, str]:
     digest = hash_file(gguf)
     target = cache_root() / "models" / f"local-{digest[:16]}"
     if not (target / MARKER).exists():
-        print(f"converting {gguf} (once; cached in {target})", file=sys.stderr)
-        convert_gguf(gguf, target, {"name": gguf.name, "source": f"local:{gguf}", "sha256": digest})
+        if not progress.is_quiet():
+            print(f"converting {gguf} (once; cached in {target})", file=sys.stderr)
+        try:
+            convert_gguf(gguf, target, {"name": gguf.name, "source": f"local:{gguf}", "sha256": digest})
+        except (ValueError, KeyError, OSError, EOFError) as exc:  # not a GGUF file, or one transformers cannot map
+            raise HarnessError(f"--model {gguf}: not a GGUF model that transformers can convert ("
+                               f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
     return target, digest
 
 

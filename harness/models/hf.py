@@ -8,14 +8,10 @@ vocabulary the LM head costs more than the rest of the network, so this roughly 
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 import warnings
-from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,19 +23,12 @@ from harness.progress import no_loading_bars
 from harness.hashing import hash_dir, hash_json
 from harness.models.backend import Generation, Progress
 from harness.models.embedded import ModelSpec, resolve_model
+from harness.models.hf_training import TrainingSupport, _seeded
 from harness.models.prompt_format import PromptFormat
 from harness.types import Sampling
 
 # peft calls a transformers method that transformers deprecates; the warning says nothing to our users.
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-
-
-@contextmanager
-def _seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed torch's RNG for a block without disturbing anyone else's random stream."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
 
 
 class _StopStrings(StoppingCriteria):
@@ -73,27 +62,13 @@ def _cut_at_stops(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return (text[:min(cuts)], True) if cuts else (text, False)
 
 
-def _available_memory_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
-
-
 def default_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
 
 
-class HFModel:
+class HFModel(TrainingSupport):
     """A causal LM from a local directory (see `resolve_model`). Each call names its LoRA adapter (or None);
     the last one used stays loaded, so consecutive calls with the same adapter do not reload it."""
 
@@ -335,96 +310,6 @@ class HFModel:
         """What the manifest records about this backend."""
         return {"backend": "hf", "engine": f"transformers {version('transformers')}", "torch": version("torch"),
                 "dtype": self.dtype, "device": self.device.type}
-
-    # ----- support for harness.train: a trainable copy of the model, and saving what it learned ------
-
-    def estimate_training_bytes(self, batch_size: int, max_seq_len: int) -> int:
-        """Rough peak memory that LoRA training needs on top of the loaded weights."""
-        config = self._base.config.get_text_config()
-        hidden, layers = config.hidden_size, config.num_hidden_layers
-        intermediate = getattr(config, "intermediate_size", None) or 4 * hidden
-        heads = config.num_attention_heads
-        tokens = batch_size * max_seq_len
-        width = self._base.dtype.itemsize
-        # Saved activations per token and layer: ~a dozen hidden-sized tensors, a few MLP-sized ones and
-        # the attention probabilities; logits (+ log-softmax + gradient) in float32 for every position.
-        activations = tokens * layers * (16 * hidden + 4 * intermediate + 2 * heads * max_seq_len) * width
-        logits = tokens * config.vocab_size * 4 * 3
-        weights = sum(p.numel() * p.element_size() for p in self._base.parameters())
-        return int(activations + logits + 0.1 * weights)  # LoRA weights, grads, Adam state: small
-
-    def check_training_fits(self, batch_size: int, max_seq_len: int) -> None:
-        needed = self.estimate_training_bytes(batch_size, max_seq_len)
-        available = _available_memory_bytes(self.device)
-        if needed > available:
-            where = "GPU memory" if self.device.type == "cuda" else "RAM"
-            raise HarnessError(
-                f"training batch {batch_size} x seq {max_seq_len} needs ~{needed / 1e9:.1f} GB but only "
-                f"{available / 1e9:.1f} GB of {where} is available; lower --set batch_size=N or "
-                f"--set max_seq_len=N"
-            )
-
-    def training_rows(self, pairs: list[tuple[str, str]], max_seq_len: int) -> list[tuple[list[int], int]]:
-        """(token ids, number of completion tokens) per pair, cut to max_seq_len from the right.
-
-        Prompt and completion are encoded separately, so the loss mask sits exactly on the completion.
-        A pair whose prompt alone fills max_seq_len has nothing to learn from and is dropped.
-        """
-        rows = []
-        for prompt, completion in pairs:
-            prompt_ids = self.encode(prompt)
-            ids = (prompt_ids + self.encode(completion, special=False))[:max_seq_len]
-            n = min(len(ids) - len(prompt_ids), len(ids) - 1)  # the first token has no prediction
-            if n > 0:
-                rows.append((ids, n))
-        return rows
-
-    def trainable(self, rank: int, seed: int, init_adapter: Path | None) -> torch.nn.Module:
-        from peft import LoraConfig, PeftModel, get_peft_model
-
-        self._drop_adapter()  # never stack: start from the plain base every time
-        with _seeded(seed, self.device):
-            if init_adapter is not None:
-                model = PeftModel.from_pretrained(self._base, Path(init_adapter), is_trainable=True)
-            else:
-                config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, bias="none",
-                                    target_modules="all-linear", task_type="CAUSAL_LM")
-                model = get_peft_model(self._base, config)
-        self.model = model
-        return model
-
-    def row_logprob_sums(self, model: torch.nn.Module, rows: Sequence[tuple[list[int], int]]) -> torch.Tensor:
-        """Summed log-probability of each row's scored tokens, one value per row."""
-        logprobs = self.continuation_logprobs(model, rows)
-        return torch.stack([chunk.sum() for chunk in logprobs.split([n for _ids, n in rows])])
-
-    def frozen_row_logprob_sums(self, rows: Sequence[tuple[list[int], int]], adapter: Path | None,
-                                batch_size: int) -> torch.Tensor:
-        """`row_logprob_sums` under a frozen model (base + `adapter`), without gradients, in batches."""
-        self._use(adapter)
-        sums = []
-        with torch.inference_mode():
-            for start in range(0, len(rows), max(1, batch_size)):
-                sums.append(self.row_logprob_sums(self.model, rows[start:start + max(1, batch_size)]))
-        return torch.cat(sums) if sums else torch.zeros(0)
-
-    def save_adapter(self, model: torch.nn.Module, out_dir: Path) -> None:
-        """Writes the adapter atomically (a kill never leaves half of one) and records its hash as the active one."""
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
-        try:
-            with no_loading_bars():
-                model.save_pretrained(staging)
-            (staging / "README.md").unlink(missing_ok=True)  # peft's model card template: noise in the hash
-            if out_dir.exists():
-                old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old."))
-                os.replace(out_dir, old / "adapter")
-                shutil.rmtree(old, ignore_errors=True)
-            os.replace(staging, out_dir)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        self._adapter_hash = hash_dir(out_dir)
-
 
 def load_backend(spec: ModelSpec | str, device: str | None = None, dtype: torch.dtype | None = None) -> HFModel:
     """An HFModel for a ModelSpec or anything `resolve_model` accepts."""

@@ -10,9 +10,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from harness.errors import HarnessError
+from harness.fileio import parse_yaml_text, read_text_file
 from harness.hashing import hash_file
 
 ANNOTATION_OPEN = "[Principles "  # opens the line that says which principles an exemplar applies
@@ -58,10 +58,7 @@ def load_principles(path: Path | str | None = None) -> Principles:
     path = Path(path) if path else default_principles_file()
     if not path.is_file():
         raise HarnessError(f"principles file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise HarnessError(f"principles file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    data = parse_yaml_text(read_text_file(path, "principles file"), f"principles file {path}")
     if not isinstance(data, dict):
         raise HarnessError(f"principles file {path}: expected a mapping with preamble, principles, exemplars, verbose")
     raw_principles, raw_exemplars = data.get("principles"), data.get("exemplars")

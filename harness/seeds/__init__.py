@@ -8,6 +8,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.fileio import read_text_file
 from harness.types import Example
 
 REQUIRED_KEYS = ("question", "answer", "domain")
@@ -26,13 +27,15 @@ def load_seeds(path: Path) -> list[Example]:
     if not path.is_file():
         raise HarnessError(f"seeds file {path} does not exist")
     examples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text_file(path, "seeds file").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise HarnessError(f"seeds file {path} line {number}: not valid JSON ({exc.msg})") from exc
+            raise HarnessError(f"seeds file {path} line {number}: not valid JSON ({exc.msg})") from None
+        except (RecursionError, ValueError):
+            raise HarnessError(f"seeds file {path} line {number}: not valid JSON (nested too deep)") from None
         if not isinstance(record, dict):
             raise HarnessError(f"seeds file {path} line {number}: expected a JSON object")
         missing = [key for key in REQUIRED_KEYS if not isinstance(record.get(key), str) or not record[key].strip()]
