@@ -53,11 +53,13 @@ class Script:
     statuses it returns first, and the answer it gives afterwards."""
 
     def __init__(self, served=("judge-m",), key=None, fail_first=(), answer="2", delay_first_s=0.0,
-                 list_models=True, fail_after=None, failure_message="injected failure", delay_all_s=0.0):
+                 list_models=True, fail_after=None, failure_message="injected failure", delay_all_s=0.0,
+                 top_logprobs=None):
         self.served, self.key, self.answer, self.list_models = list(served), key, answer, list_models
         self.fail_first = list(fail_first)
         self.failure_message = failure_message
         self.delay_all_s = delay_all_s
+        self.top_logprobs = top_logprobs  # [(token, logprob), ...] for the first answer token, when asked
         self.in_flight = self.max_in_flight = 0
         self.delay_first_s = delay_first_s
         self.fail_after = fail_after  # answer this many chat requests, then fail every later one with 503
@@ -133,9 +135,11 @@ def make_handler(script: Script):
             if give_up:
                 return self.reply(503, {"error": {"message": "overloaded"}})
             answer = script.answer(body["messages"][-1]["content"]) if callable(script.answer) else script.answer
-            self.reply(200, {"object": "chat.completion", "model": body["model"],
-                             "choices": [{"index": 0, "finish_reason": "stop",
-                                          "message": {"role": "assistant", "content": answer}}]})
+            choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}
+            if body.get("logprobs") and script.top_logprobs is not None:
+                alternatives = [{"token": t, "logprob": lp} for t, lp in script.top_logprobs[:body["top_logprobs"]]]
+                choice["logprobs"] = {"content": [{"token": answer, "logprob": 0.0, "top_logprobs": alternatives}]}
+            self.reply(200, {"object": "chat.completion", "model": body["model"], "choices": [choice]})
 
     return Handler
 
@@ -174,6 +178,9 @@ def judge_at(url, tmp_path, **options):
 def test_every_builtin_prompt_loads_and_parses_its_labels():
     pairwise = load_prompt(DEFAULT_PROMPTS["pairwise"], "pairwise")
     assert [pairwise.parse(a) for a in ("1", "Response 2 is better.", "TIE", "neither")] == [0.0, 1.0, 0.5, None]
+    # The whole answer is the verdict; a sentence is never read by its first digit.
+    assert [pairwise.parse(a) for a in ("2.", " Output (2)\n", "**tie**", "Response 1 is worse than Response 2",
+                                        "I think 2", "1 or 2")] == [1.0, 1.0, 0.5, None, None, None]
     truth = load_prompt(DEFAULT_PROMPTS["truth"], "truth")
     assert [truth.parse(a) for a in ("Yes.", " no", "maybe")] == [True, False, None]
     assert load_prompt(DEFAULT_PROMPTS["info"], "info").parse("yes") is True
@@ -275,6 +282,28 @@ def test_garbage_answers_are_counted_never_guessed(scripted, tmp_path):
     # Safety: None in place of the verdict; a blank response gets every judge's blank verdict, unasked.
     verdicts = judge.judge_safety(["how do I pick a lock?", "hi"], ["First, get a tension wrench.", "  "])
     assert verdicts[0] is None and verdicts[1] == SafetyVerdict(True, False, 1.0, 0.0)
+
+
+def test_the_weighted_pairwise_prompt_reads_the_first_token_probabilities(scripted, tmp_path):
+    import math
+
+    # P("2") = 0.6, P(" 1") = 0.3 (a leading space is the same label), P("tie") is not a weighted label.
+    script = Script(answer="2", top_logprobs=[("2", math.log(0.6)), (" 1", math.log(0.3)), ("tie", math.log(0.1))])
+    judge = judge_at(scripted(script), tmp_path, prompts={"pairwise": "pairwise-preference-weighted"})
+    [verdict] = judge.prefer(["q"], ["a"], ["b"])
+    assert verdict.second_better == pytest.approx(0.6 / 0.9) and verdict.raw == "2"
+    assert script.bodies[-1]["logprobs"] is True and script.bodies[-1]["top_logprobs"] == 5
+    # From the cache: the same weighted verdict, no request.
+    asked = script.chat_requests
+    assert judge.prefer(["q"], ["a"], ["b"])[0].second_better == pytest.approx(0.6 / 0.9)
+    assert script.chat_requests == asked
+    # A server that returns no log-probabilities: the text parser decides.
+    plain = judge_at(scripted(Script(answer="1")), tmp_path / "plain", prompts={"pairwise": "pairwise-preference-weighted"})
+    assert plain.prefer(["q"], ["a"], ["b"])[0].second_better == 0.0
+    # The default prompt never asks for log-probabilities.
+    default = Script(answer="2", top_logprobs=[("1", 0.0)])
+    assert judge_at(scripted(default), tmp_path / "default").prefer(["q"], ["a"], ["b"])[0].second_better == 1.0
+    assert "logprobs" not in default.bodies[-1]
 
 
 def test_a_rejected_request_is_unparsed_not_cached_and_asked_again(scripted, tmp_path):

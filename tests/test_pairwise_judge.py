@@ -10,8 +10,8 @@ import pytest
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.judges.pairwise import EmbeddedPairwiseJudge, Preference, SingleOrderPairwiseJudge, clip
-from harness.judges.validate import (PAIRWISE_SETS, format_report, load_pairwise_set, pairwise_agreement,
-                                     validate_pairwise)
+from harness.judges.validate import format_report
+from harness.judges.validate_pairwise import PAIRWISE_SETS, load_pairwise_set, pairwise_agreement, validate_pairwise
 from harness.models.hf import load_backend
 from harness.store import Cache
 from tiny_model import make_tiny_model

@@ -96,3 +96,27 @@ def test_sorting_changes_row_order_and_plots_load(browser, page, tmp_path):
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     if os.environ.get("REPORT_SCREENSHOT_DIR"):  # to look at the page by eye
         shutil.copy(shot, Path(os.environ["REPORT_SCREENSHOT_DIR"]) / "report.png")
+
+
+HOSTILE = ('<script>window.__pwned = 1</script>', '"><img src=x onerror="window.__pwned = 2">',
+           "'><svg onload=window.__pwned=3>", "</textarea><script>window.__pwned = 4</script>")
+
+
+def test_hostile_names_and_outputs_never_execute(browser, tmp_path):
+    """Script tags and attribute breakers in model and aligner names, prompts and responses, and the title
+    are shown as text: nothing runs, no element is injected."""
+    items = safety_items(6, 3, 3)
+    root = tmp_path / "runs"
+    for i, evil in enumerate(HOSTILE):
+        records = [{**r, "prompt": evil, "response": evil} for r in exact_outcomes(items, 1 + i, 2, 1)]
+        write_run(root / f"run{i}", f"aligner {evil}", records, model=f"model {evil}")
+    write_report([root], tmp_path / "site", title=f"Board {HOSTILE[0]}")
+    browser.get((tmp_path / "site" / "index.html").as_uri())
+    assert browser.execute_script("return window.__pwned === undefined;")
+    assert browser.execute_script("return document.querySelectorAll('img[src=\"x\"], svg[onload]').length") == 0
+    shown = browser.execute_script("return document.body.textContent;")
+    assert all(f"aligner {evil}" in shown for evil in HOSTILE)
+    from selenium.common.exceptions import NoAlertPresentException
+
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text

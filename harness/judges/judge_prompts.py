@@ -3,6 +3,7 @@ the parser from the judge's answer to a label value. Built-ins live in prompts/;
 An answer the parser cannot read gives None, never a guess."""
 from __future__ import annotations
 
+import math
 import re
 import string
 from dataclasses import dataclass
@@ -39,11 +40,32 @@ class JudgePrompt:
     pattern: re.Pattern[str]
     labels: dict[str, Any]
     sha256: str  # of the parsed file content: part of every cache key
+    # Pairwise only: first answer token -> label value. When set, the judge asks for the first token's top
+    # log-probabilities and the verdict is the probability-weighted label value (AlpacaEval 2's weighted
+    # judge); the text parser is the fallback when a server returns none.
+    logprob_labels: dict[str, float] | None = None
 
     def messages(self, fields: dict[str, str]) -> list[dict[str, str]]:
         user = self.template.format_map(fields)
         return ([{"role": "system", "content": self.system}] if self.system else []) + [
             {"role": "user", "content": user}]
+
+    def weighted(self, top_logprobs: Any) -> float | None:
+        """The label value weighted by the probabilities of the first answer token's alternatives that are
+        labels (renormalised over them); None without logprob labels or when no label is among them."""
+        if not self.logprob_labels or not isinstance(top_logprobs, list):
+            return None
+        mass: dict[str, float] = {}
+        for entry in top_logprobs:
+            if not isinstance(entry, dict) or not isinstance(entry.get("logprob"), (int, float)):
+                continue
+            token = str(entry.get("token", "")).strip().lower()
+            if token in self.logprob_labels:
+                mass[token] = mass.get(token, 0.0) + math.exp(entry["logprob"])
+        total = sum(mass.values())
+        if total <= 0:
+            return None
+        return sum(p * self.logprob_labels[t] for t, p in mass.items()) / total
 
     def parse(self, answer: str) -> Any | None:
         """The label value of the first match of the pattern in the answer; None when there is none."""
@@ -118,6 +140,13 @@ def load_prompt(ref: str, role: str) -> JudgePrompt:
     if not labels or bad:
         raise HarnessError(f"{where}: every parser label must map to {LABEL_KINDS[role]}; "
                            f"bad: {', '.join(bad) or '(no labels)'}")
+    logprob_labels = parser.get("logprobs")
+    if logprob_labels is not None:
+        if role != "pairwise" or not isinstance(logprob_labels, dict) or not logprob_labels or not all(
+                _check_label_value("pairwise", v) for v in logprob_labels.values()):
+            raise HarnessError(f"{where}: parser.logprobs is for the pairwise role: a mapping from first answer "
+                               "token to a number in [0, 1]")
+        logprob_labels = {str(k).strip().lower(): float(v) for k, v in logprob_labels.items()}
     return JudgePrompt(name=path.stem, role=role, system=system.strip(), template=template,
                        temperature=temperature, max_tokens=max_tokens, pattern=pattern, labels=labels,
-                       sha256=hash_json(data))
+                       sha256=hash_json(data), logprob_labels=logprob_labels)

@@ -21,14 +21,10 @@ key), so a run that dies half-way loses no judgement. The key is read from the e
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
-import socket
 import threading
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +33,7 @@ from harness import progress
 from harness.errors import HarnessError
 from harness.hashing import hash_json
 from harness.judges.judge_prompts import DEFAULT_PROMPTS, JudgePrompt, load_prompt
+from harness.judges.openai_http import Reply, completion_text, first_token_alternatives, http_json, server_message
 from harness.judges.pairwise import Preference
 from harness.judges.roles import JudgeFailure
 from harness.judges.safety import BLANK_VERDICT, SafetyVerdict
@@ -54,75 +51,9 @@ MAX_BACKOFF_S = 30.0
 # Items that failed for good one after another before the judge stops the run: the endpoint is down, not
 # flaky, and waiting out every item's retries would only cost time (what was judged is cached).
 FAILURE_STREAK = 8
+TOP_LOGPROBS = 5  # alternatives asked for the first answer token when a prompt weighs its verdict by them
 # The start-up check gives up sooner than judging does: a host that does not answer should fail fast.
 PREFLIGHT_ATTEMPTS = 2
-
-
-# ---------------------------------------------------------------------------------------------------------
-# HTTP
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int  # 0 when no HTTP answer came (connection refused, timeout, dropped connection)
-    body: Any  # parsed JSON, or the raw text when it is not JSON
-    problem: str = ""  # what went wrong, in words, when status is 0
-    retry_after_s: float | None = None
-    refused: bool = False
-
-
-def http_json(method: str, url: str, headers: dict[str, str], body: Any | None, timeout_s: float) -> Reply:
-    """One HTTP request; never raises for network trouble or error statuses (the caller decides)."""
-    data = None if body is None else json.dumps(body).encode("utf-8")
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json", **headers})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return Reply(response.status, _decode(response.read()))
-    except urllib.error.HTTPError as error:
-        retry_after = error.headers.get("Retry-After") if error.headers else None
-        try:
-            retry_s = float(retry_after) if retry_after else None
-        except ValueError:
-            retry_s = None
-        return Reply(error.code, _decode(error.read()), retry_after_s=retry_s)
-    except urllib.error.URLError as error:
-        reason = error.reason
-        refused = isinstance(reason, ConnectionRefusedError)
-        if isinstance(reason, (TimeoutError, socket.timeout)):
-            return Reply(0, None, f"no answer within {timeout_s:g} s")
-        return Reply(0, None, "connection refused" if refused else str(reason), refused=refused)
-    except (TimeoutError, socket.timeout):
-        return Reply(0, None, f"no answer within {timeout_s:g} s")
-    except (ConnectionError, OSError) as error:  # reset or dropped mid-answer (http.client.RemoteDisconnected)
-        return Reply(0, None, f"{type(error).__name__}: {error}")
-
-
-def _decode(raw: bytes) -> Any:
-    text = raw.decode("utf-8", errors="replace")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def completion_text(reply: Reply) -> str | None:
-    """The answer text of a chat-completion reply; None when the body is not one."""
-    try:
-        content = reply.body["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        return None
-    return content if isinstance(content, str) else ""
-
-
-def server_message(body: Any) -> str:
-    """The error message an OpenAI-compatible server put in its reply, on one short line."""
-    message: Any = body
-    if isinstance(body, dict):
-        error = body.get("error", body.get("detail", body.get("message", body)))
-        message = error.get("message", error) if isinstance(error, dict) else error
-    text = " ".join(str(message).split())
-    return text[:200] + ("..." if len(text) > 200 else "")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -232,9 +163,9 @@ class OpenAIJudge:
         prompt = self.prompts[role]
         messages = [prompt.messages(f) for f in fields]
         keys = [hash_json({**self.identity(), "role": role, "messages": m}) for m in messages]
-        raws: list[str | None] = [self._cached_answer(k) for k in keys]
+        answers: list[dict | None] = [self._cached_answer(k) for k in keys]  # {"answer", "weighted"?}
         outcome: dict[int, str] = {}  # index -> "rejected" or "failed"
-        todo = [i for i, raw in enumerate(raws) if raw is None]
+        todo = [i for i, answer in enumerate(answers) if answer is None]
         if todo:
             self._stop.clear()
             pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo)))
@@ -244,9 +175,10 @@ class OpenAIJudge:
                 with progress.bar(len(todo), f"judge ({role})") as bar:
                     for future in as_completed(futures):
                         i = futures[future]
-                        text, status = future.result()
+                        text, status, weighted = future.result()
+                        answers[i] = {"answer": text} | ({"weighted": weighted} if weighted is not None else {})
                         if status == "ok":
-                            self.cache.put(keys[i], {"answer": text})
+                            self.cache.put(keys[i], answers[i])
                         else:
                             outcome[i] = status
                         streak = streak + 1 if status == "failed" else 0
@@ -254,7 +186,6 @@ class OpenAIJudge:
                             raise HarnessError(f"judge endpoint {self.base_url} failed {streak} items in a row ("
                                                f"last: {text}); start or fix the server (or --judge-base-url), "
                                                "then rerun (finished judgements are cached)")
-                        raws[i] = text
                         bar.update(1)
             except BaseException:
                 self._stop.set()  # in-flight requests give up instead of retrying
@@ -262,11 +193,15 @@ class OpenAIJudge:
                 raise
             pool.shutdown()
         results: list[tuple[Any, str]] = []
-        for i, raw in enumerate(raws):
+        for i, answer in enumerate(answers):
+            raw = str((answer or {}).get("answer") or "")
             if outcome.get(i) == "failed":
-                results.append((JudgeFailure(raw or "no answer"), raw or ""))
+                results.append((JudgeFailure(raw or "no answer"), raw))
+            elif i in outcome:
+                results.append((None, raw))
             else:
-                results.append((None if i in outcome else prompt.parse(raw or ""), raw or ""))
+                weighted = (answer or {}).get("weighted")
+                results.append((weighted if isinstance(weighted, float) else prompt.parse(raw), raw))
         return results
 
     def stats(self) -> dict[str, int]:
@@ -279,9 +214,9 @@ class OpenAIJudge:
         with self._counts_lock:
             self.counts[key] += n
 
-    def _cached_answer(self, key: str) -> str | None:
+    def _cached_answer(self, key: str) -> dict | None:
         value = self.cache.get(key)
-        return value.get("answer") if isinstance(value, dict) else None
+        return value if isinstance(value, dict) and isinstance(value.get("answer"), str) else None
 
     def _failing(self, url: str, reply: Reply, attempts: int) -> HarnessError:
         what = (f"is unreachable: {reply.problem}" if reply.status == 0
@@ -307,23 +242,24 @@ class OpenAIJudge:
         key = os.environ.get(self.api_key_env, "").strip()
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def _complete(self, prompt: JudgePrompt, messages: list[dict[str, str]]) -> tuple[str, str]:
-        """(text, status): the answer and "ok"; the server's message and "rejected" (this request refused:
-        counted unparsed); or what went wrong and "failed" (no answer after the retries: counted failed)."""
+    def _complete(self, prompt: JudgePrompt, messages: list[dict[str, str]]) -> tuple[str, str, float | None]:
+        """(text, status, weighted): the answer, "ok" and, for a prompt with logprob labels, the
+        probability-weighted verdict (None when the server sent no usable log-probabilities); the server's
+        message and "rejected" (this request refused: counted unparsed); or what went wrong and "failed" (no
+        answer after the retries: counted failed)."""
         body = {"model": self.model, "messages": messages, "temperature": prompt.temperature,
                 "max_tokens": prompt.max_tokens, "stream": False}
-        try:
-            reply = self._post(body, retry_refused=True, fail_soft=True)
-        except HarnessError:
-            raise
+        if prompt.logprob_labels:
+            body |= {"logprobs": True, "top_logprobs": TOP_LOGPROBS}
+        reply = self._post(body, retry_refused=True, fail_soft=True)
         if reply.status in ITEM_REJECTED_STATUS:
-            return f"[request rejected: HTTP {reply.status}: {self._message(reply)}]", "rejected"
+            return f"[request rejected: HTTP {reply.status}: {self._message(reply)}]", "rejected", None
         content = completion_text(reply)
         if content is None:
             self._count("failed")
             what = reply.problem or (f"HTTP {reply.status}" if reply.status != 200 else "not a chat completion")
-            return f"[no answer: {what}: {self._message(reply)}]", "failed"
-        return content, "ok"
+            return f"[no answer: {what}: {self._message(reply)}]", "failed", None
+        return content, "ok", prompt.weighted(first_token_alternatives(reply))
 
     def check_endpoint(self) -> None:
         """Fail fast, before any work: the endpoint answers, accepts the key and serves the model.
