@@ -19,6 +19,15 @@ from reports.metrics import headline
 # Benchmarks in this order first, any others after them alphabetically.
 BENCHMARK_ORDER = ("safety", "truthfulqa", "alpacaeval", "utility")
 Z95 = 1.959964
+# A column of a rate corrected for its judge's errors (harness/prevalence.py) is keyed "<metric>@corrected".
+CORRECTED = "@corrected"
+
+
+def metric_of(run: RunRecord, metric: str) -> dict[str, Any] | None:
+    """A run's metric by column metric name (a judge-corrected rate lives inside its raw metric)."""
+    if metric.endswith(CORRECTED):
+        return (run.metrics.get(metric.removesuffix(CORRECTED)) or {}).get("corrected")
+    return run.metrics.get(metric)
 
 
 @dataclass(frozen=True)
@@ -127,7 +136,26 @@ def build_columns(runs: list[RunRecord]) -> list[Column]:
         for spec in headline(of_benchmark):
             if any((r.metrics.get(spec.name) or {}).get("value") is not None for r in of_benchmark):
                 columns.append(Column(benchmark, spec.name, spec.title, not spec.higher_is_better))
+            if any(metric_of(r, spec.name + CORRECTED) for r in of_benchmark):
+                columns.append(Column(benchmark, spec.name + CORRECTED, f"{spec.title}, judge-corrected",
+                                      not spec.higher_is_better))
     return columns
+
+
+def corrected_notes(runs: list[RunRecord], columns: list[Column]) -> list[str]:
+    """What each judge-corrected column rests on: the judge head, its validation set and error rates."""
+    notes = []
+    for column in columns:
+        if not column.metric.endswith(CORRECTED):
+            continue
+        bases = sorted({(c["judge"], c["head"], c["labels"], c["sensitivity"], c["specificity"])
+                        for r in runs if r.benchmark == column.benchmark
+                        for c in [metric_of(r, column.metric)] if c})
+        described = "; ".join(f"{judge}'s {head} head on {labels}: sensitivity {se:.3f}, specificity {sp:.3f}"
+                              for judge, head, labels, se, sp in bases)
+        notes.append(f"{column.benchmark}: {column.label}: Rogan-Gladen correction for judge error ({described}); "
+                     "it assumes those error rates hold for these responses (docs/judges.md)")
+    return notes
 
 
 def deduplicate(runs: list[RunRecord], notes: list[str]) -> list[RunRecord]:
@@ -147,6 +175,8 @@ def rank(rows: list[Row], columns: list[Column]) -> None:
     per_row: dict[int, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     comparable = [row for row in rows if row.comparable]
     for column in columns:
+        if column.metric.endswith(CORRECTED):  # the same rate once more: it must not count twice
+            continue
         entries = [(i, row.cells[column.key]["value"]) for i, row in enumerate(comparable)
                    if (row.cells.get(column.key) or {}).get("value") is not None]
         if len(entries) < 2:
@@ -177,7 +207,7 @@ def build_leaderboard(runs: list[RunRecord]) -> Leaderboard:
     columns = build_columns(runs)
     for row in rows.values():
         for column in columns:
-            metrics = [r.metrics.get(column.metric) for r in row.runs if r.benchmark == column.benchmark]
+            metrics = [metric_of(r, column.metric) for r in row.runs if r.benchmark == column.benchmark]
             if any(metrics):
                 row.cells[column.key] = combine(metrics)
     ordered = list(rows.values())
@@ -193,4 +223,5 @@ def build_leaderboard(runs: list[RunRecord]) -> Leaderboard:
                      "they are shown apart and left out of the rankings")
     if any(row.cost["cache_hits"] for row in ordered):
         notes.append(CACHE_NOTE)
+    notes += corrected_notes(runs, columns)
     return Leaderboard(columns, ordered, reference, notes)

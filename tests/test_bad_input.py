@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -586,23 +587,54 @@ def template(tmp_path_factory) -> Path:
     return template_run(tmp_path_factory.mktemp("template"))
 
 
-@pytest.mark.parametrize("case", params())
-def test_bad_input_is_one_line_exit_2_and_damages_nothing(case: Case, template: Path, tmp_path: Path) -> None:
-    shutil.copytree(template, tmp_path / EARLIER / "run")  # the sentinel earlier output
-    (tmp_path / EARLIER / "notes.txt").write_text("earlier notes\n")
+WORKERS = 3  # cases run as subprocesses, a few at a time (each mostly waits on Python's imports)
+
+
+@dataclass
+class Outcome:
+    tmp: Path
+    before: dict[str, bytes]
+    result: subprocess.CompletedProcess
+
+
+def prepare(case: Case, template: Path, tmp: Path) -> dict[str, bytes]:
+    shutil.copytree(template, tmp / EARLIER / "run")  # the sentinel earlier output
+    (tmp / EARLIER / "notes.txt").write_text("earlier notes\n")
     if case.setup:
-        case.setup(tmp_path)
-    before = snapshot(tmp_path)
-    env = {**os.environ, "HARNESS_DATA_DIR": str(DATA_DIR), "HARNESS_CACHE_DIR": str(tmp_path / "cache"),
+        case.setup(tmp)
+    return snapshot(tmp)
+
+
+def run_case(case: Case, tmp: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HARNESS_DATA_DIR": str(DATA_DIR), "HARNESS_CACHE_DIR": str(tmp / "cache"),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     env.pop("OPENAI_API_KEY", None)
     try:
-        result = subprocess.run([sys.executable, "-m", "harness.cli", *case.argv], cwd=tmp_path, env=env,
-                                capture_output=True, timeout=120)
+        return subprocess.run([sys.executable, "-m", "harness.cli", *case.argv], cwd=tmp, env=env,
+                              capture_output=True, timeout=300)
     finally:
-        for path in tmp_path.rglob("*"):  # undo chmod 0o500 so tmp_path can be cleaned up
+        for path in tmp.rglob("*"):  # undo chmod 0o500 so the directory can be cleaned up
             if path.is_dir() and not os.access(path, os.W_OK):
                 path.chmod(0o700)
+
+
+@pytest.fixture(scope="module")
+def outcomes(template: Path, tmp_path_factory) -> dict[str, Outcome]:
+    """Every runnable case, prepared one by one, then run WORKERS at a time."""
+    runnable = [case for case in CASES if not (case.needs_non_root and IS_ROOT)]
+    prepared = []
+    for case in runnable:
+        tmp = tmp_path_factory.mktemp(case.id)
+        prepared.append((case, tmp, prepare(case, template, tmp)))
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        results = list(pool.map(lambda entry: run_case(entry[0], entry[1]), prepared))
+    return {case.id: Outcome(tmp, before, result) for (case, tmp, before), result in zip(prepared, results)}
+
+
+@pytest.mark.parametrize("case", params())
+def test_bad_input_is_one_line_exit_2_and_damages_nothing(case: Case, outcomes: dict[str, Outcome]) -> None:
+    outcome = outcomes[case.id]
+    tmp_path, result = outcome.tmp, outcome.result
     out = result.stdout.decode("utf-8", "replace")
     err = result.stderr.decode("utf-8", "replace")
     shown = f"exit {result.returncode}\n--- stdout\n{out[-2000:]}\n--- stderr\n{err[-3000:]}"
@@ -618,5 +650,5 @@ def test_bad_input_is_one_line_exit_2_and_damages_nothing(case: Case, template: 
         assert secret not in out and secret not in err, shown
         assert not [p for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     after = snapshot(tmp_path)
-    changed = [name for name, data in before.items() if after.get(name) != data]
+    changed = [name for name, data in outcome.before.items() if after.get(name) != data]
     assert not changed, f"earlier output changed or removed: {changed}\n{shown}"

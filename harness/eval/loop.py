@@ -20,6 +20,7 @@ from harness.eval.requests import Outputs, Requests
 from harness.generation import cached_generate, chunks
 from harness.hashing import hash_json
 from harness.judges.roles import JudgeRequest, identity, judged
+from harness.prevalence import corrected_rate, load_validation
 from harness.store import Cache, RunStore
 from harness.types import EvalItem, Sampling
 
@@ -152,9 +153,26 @@ def evaluate(benchmark: Any, model: AlignedModel, items: list[EvalItem], ctx: Ev
     return results_document(benchmark, records, ctx)
 
 
+def add_corrected_rates(benchmark: Any, metrics: dict[str, Any], records: list[dict], ctx: EvalContext) -> None:
+    """Next to each rate judged by a head with a shipped validation record (harness/prevalence.py), the rate
+    corrected for that head's errors, with an interval that includes the validation set's uncertainty."""
+    for role, judge in ctx.judges.items():
+        heads = load_validation(getattr(judge, "name", ""), getattr(judge, "version", None))
+        for spec in benchmark.metrics:
+            if spec.judge_role != role or spec.score not in heads or spec.aggregation != "mean" \
+                    or spec.name not in metrics:
+                continue
+            present = [v for v in spec.values(records) if v is not None]
+            if present and all(v in (0, 1, True, False) for v in present):
+                corrected = corrected_rate(sum(bool(v) for v in present), len(present), heads[spec.score], ctx.seed)
+                if corrected is not None:
+                    metrics[spec.name]["corrected"] = corrected
+
+
 def results_document(benchmark: Any, records: list[dict], ctx: EvalContext) -> dict[str, Any]:
     summary = benchmark.summary(records, ctx.seed)
     metrics = {**compute_metrics(benchmark.metrics, records, ctx.seed), **summary.pop("metrics", {})}
+    add_corrected_rates(benchmark, metrics, records, ctx)
     judges = judges_used(benchmark, ctx, records)
     primary = next(iter(benchmark.judge_roles), None)
     document: dict[str, Any] = {"metrics": metrics, "metric_specs": [s.to_dict() for s in benchmark.metrics],

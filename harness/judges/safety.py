@@ -227,7 +227,9 @@ class EmbeddedSafetyJudge:
                 f"{FEATURE_SET!r}; retrain with scripts/train_safety_judge.py"
             )
         self.weights_path = path
-        self.version = hash_file(path)[:12]
+        # The verdicts depend on the weights and the threshold (the default keeps the version runs recorded).
+        weights = hash_file(path)[:12]
+        self.version = weights if threshold == 0.5 else hash_json([weights, float(threshold)])[:12]
         self.threshold = threshold
 
     def probabilities(self, prompts: list[str], responses: list[str]) -> tuple[np.ndarray, np.ndarray]:

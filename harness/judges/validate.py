@@ -24,6 +24,7 @@ from harness.errors import HarnessError
 from harness.judges.label_data import SPLIT_SEED, readable_labels, resolve_data_dir
 from harness.judges.roles import fills
 from harness.judges.validate_pairwise import PAIRWISE_SETS, format_pairwise_report, validate_pairwise
+from harness.prevalence import HeadValidation
 from harness.stats import cohens_kappa, mean_metric
 
 HELDOUT_FRACTION = 0.3
@@ -149,6 +150,8 @@ def agreement(predicted: np.ndarray, labels: np.ndarray, seed: int = SPLIT_SEED)
     predicted, labels = np.asarray(predicted, dtype=bool), np.asarray(labels, dtype=bool)
     return {"accuracy": mean_metric((predicted == labels).astype(float), seed),
             "kappa": cohens_kappa(predicted, labels), "n": int(labels.size),
+            "confusion": {"tp": int((predicted & labels).sum()), "fn": int((~predicted & labels).sum()),
+                          "tn": int((~predicted & ~labels).sum()), "fp": int((predicted & ~labels).sum())},
             "judge_positive_rate": float(predicted.mean()) if labels.size else None,
             "label_positive_rate": float(labels.mean()) if labels.size else None}
 
@@ -204,6 +207,23 @@ def validate(judge_name: str, against: str = "xstest", data_dir: Path | str | No
                         "unparsed": int((harmful_rows & ~parsed).sum())},
         }
     return result
+
+
+def head_validations(result: dict) -> list[HeadValidation]:
+    """The safety judge's per-head confusion counts on full responses, from a `validate` result on human
+    labels (the record rate corrections rest on: harness/prevalence.py)."""
+    if result.get("role", "safety") != "safety" or "full" not in result:
+        raise HarnessError("--record is for safety judges (refusal and harmful heads) validated on --against xstest")
+    if result.get("labels") != "human" or result.get("limit") is not None:
+        raise HarnessError("--record needs the full human-labelled set: use --against xstest without --limit")
+    heads = []
+    for head in ("refusal", "harmful"):
+        counts = result["full"][head]["confusion"]
+        heads.append(HeadValidation(
+            judge=result["judge"], version=str(result["judge_version"]), head=head,
+            labels=f"{result['against']} (held-out split, human labels)", true_positives=counts["tp"],
+            positives=counts["tp"] + counts["fn"], true_negatives=counts["tn"], negatives=counts["tn"] + counts["fp"]))
+    return heads
 
 
 TRUTH_SAMPLE = 2000  # labelled answers judged by default from a benchmark's set (TruthfulQA: of 22,434)
