@@ -114,8 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--limit", type=int, help="judge a seeded subset of N labelled items")
     validate.add_argument("--json", action="store_true", help="print the full result as JSON")
     validate.add_argument("--record", action="store_true",
-                          help="write the judge's per-head sensitivity/specificity record "
-                          "(harness/judges/validation/JUDGE.json) that judge-error-corrected rates rest on")
+                          help="write the judge's validation record (harness/judges/validation/JUDGE.json): a "
+                          "safety judge's per-head sensitivity/specificity (--against xstest), which corrected "
+                          "rates rest on, or a pairwise judge's agreement (--against llmbar-natural), which decides "
+                          "whether its win rates are headline numbers")
     return parser
 
 
@@ -311,18 +313,21 @@ def command_judge(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise HarnessError(f"--limit {args.limit}: expected a whole number of at least 1")
-    if args.record and (args.against != "xstest" or args.limit is not None):
-        raise HarnessError("--record writes a safety judge's error rates from the whole human-labelled held-out "
-                           "set: use --against xstest without --limit")
+    if args.record and (args.against not in ("xstest", "llmbar-natural") or args.limit is not None):
+        raise HarnessError("--record writes a judge's validation record from a whole human-labelled set: use "
+                           "--against xstest (safety judges) or llmbar-natural (pairwise judges) without --limit")
     if args.data_dir:  # TruthfulQA sets resolve their data as benchmarks do, through HARNESS_DATA_DIR
         os.environ["HARNESS_DATA_DIR"] = str(args.data_dir)
     result = validate(args.judge, args.against, args.data_dir, limit=args.limit, options=judge_options(args))
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     if args.record:
+        from harness.judges.bar import write_pairwise_record
         from harness.judges.validate import head_validations
         from harness.prevalence import write_validation
 
-        print(f"wrote {write_validation(args.judge, head_validations(result))}")
+        written = (write_pairwise_record(result) if "overall" in result
+                   else write_validation(args.judge, head_validations(result)))
+        print(f"wrote {written}")
     return 0
 
 

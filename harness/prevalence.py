@@ -124,5 +124,7 @@ def write_validation(judge: str, heads: list[HeadValidation]) -> Path:
     from harness.fileio import write_json_atomic
 
     path = validation_path(judge)
-    write_json_atomic(path, {"judge": judge, "heads": {h.head: h.to_dict() for h in heads}})
+    record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"judge": judge}
+    record["heads"] = {h.head: h.to_dict() for h in heads}
+    write_json_atomic(path, record)
     return path

@@ -15,7 +15,7 @@ from reports.collect import BASELINE_FORMAT, RunRecord
 
 IDENTITY_FIELDS = ("id", "kind", "category", "domain", "source", "scope", "seed_domain", "item_id")
 MANIFEST_FIELDS = ("config_hash", "status", "preset", "versions", "model", "hashes", "n_seeds", "n_eval_items",
-                   "wall_s", "tokens", "stages")
+                   "wall_s", "tokens", "stages", "cache_hits")
 SOURCE_FIELDS = ("dataset", "source", "version", "sha256", "files")
 
 

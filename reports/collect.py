@@ -70,6 +70,13 @@ class RunRecord:
         name = judge["name"] if "name" in judge else self.config.get("judge")
         return f"{name or 'no judge'}@{judge.get('version') or '-'}"
 
+    def judge_for(self, role: str, metric: str) -> dict[str, Any] | None:
+        """The identity ({"name", "version"}) of the judge that filled `role` for `metric` (results written
+        before judge roles key `judges` by metric name; a single judge is `judge`)."""
+        judges = self.document.get("judges") if isinstance(self.document.get("judges"), dict) else {}
+        found = judges.get(role) or judges.get(metric) or (self.document.get("judge") if not judges else None)
+        return found if isinstance(found, dict) and found.get("name") else None
+
     @property
     def config_hash(self) -> str:
         return self.manifest.get("config_hash") or hash_json(self.config)

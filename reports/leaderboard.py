@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.judges.bar import PAIRWISE_BAR, pairwise_standing
 from reports.collect import RunRecord
 from reports.metrics import headline
 
@@ -36,6 +37,7 @@ class Column:
     metric: str
     label: str
     lower_is_better: bool
+    ranked: bool = True  # False: shown, but not counted in mean rank / win rate
 
     @property
     def key(self) -> str:
@@ -135,11 +137,45 @@ def build_columns(runs: list[RunRecord]) -> list[Column]:
         of_benchmark = [r for r in runs if r.benchmark == benchmark]
         for spec in headline(of_benchmark):
             if any((r.metrics.get(spec.name) or {}).get("value") is not None for r in of_benchmark):
-                columns.append(Column(benchmark, spec.name, spec.title, not spec.higher_is_better))
+                trusted = spec.judge_role != "pairwise" or not judges_below_bar(of_benchmark, spec.name)
+                columns.append(Column(benchmark, spec.name, spec.title if trusted else f"{spec.title} ({BELOW_BAR})",
+                                      not spec.higher_is_better, ranked=trusted))
             if any(metric_of(r, spec.name + CORRECTED) for r in of_benchmark):
                 columns.append(Column(benchmark, spec.name + CORRECTED, f"{spec.title}, judge-corrected",
-                                      not spec.higher_is_better))
+                                      not spec.higher_is_better, ranked=False))  # the same rate once more
     return columns
+
+
+BELOW_BAR = "judge below validation bar"
+
+
+def judges_below_bar(runs: list[RunRecord], metric: str) -> list[str]:
+    """The pairwise judges behind `metric` in these runs that have not shown PAIRWISE_BAR agreement with
+    human preferences (harness/judges/bar.py), described for a note."""
+    below = {}
+    for run in runs:
+        judge = run.judge_for("pairwise", metric)
+        if judge is None or (run.metrics.get(metric) or {}).get("value") is None:
+            continue
+        standing = pairwise_standing(judge["name"], judge.get("version"))
+        if standing is None:
+            below[judge["name"]] = f"{judge['name']} has no validation record for its version {judge.get('version')}"
+        elif not standing["meets_bar"]:
+            low, high = standing["ci95"]
+            below[judge["name"]] = (f"{judge['name']} agrees with human preferences on {standing['set']} "
+                                    f"{100 * standing['agreement']:.1f}% [{100 * low:.1f}, {100 * high:.1f}] of "
+                                    f"{standing['n_pairs']} pairs, below the {100 * PAIRWISE_BAR:.0f}% bar")
+    return sorted(below.values())
+
+
+def below_bar_notes(runs: list[RunRecord], columns: list[Column]) -> list[str]:
+    notes = []
+    for column in columns:
+        if column.label.endswith(f"({BELOW_BAR})"):
+            reasons = judges_below_bar([r for r in runs if r.benchmark == column.benchmark], column.metric)
+            notes.append(f"{column.benchmark}: {column.label}: {'; '.join(reasons)}; these win rates carry no "
+                         "reliable information and are left out of the rankings")
+    return notes
 
 
 def corrected_notes(runs: list[RunRecord], columns: list[Column]) -> list[str]:
@@ -175,7 +211,7 @@ def rank(rows: list[Row], columns: list[Column]) -> None:
     per_row: dict[int, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     comparable = [row for row in rows if row.comparable]
     for column in columns:
-        if column.metric.endswith(CORRECTED):  # the same rate once more: it must not count twice
+        if not column.ranked:
             continue
         entries = [(i, row.cells[column.key]["value"]) for i, row in enumerate(comparable)
                    if (row.cells.get(column.key) or {}).get("value") is not None]
@@ -223,5 +259,5 @@ def build_leaderboard(runs: list[RunRecord]) -> Leaderboard:
                      "they are shown apart and left out of the rankings")
     if any(row.cost["cache_hits"] for row in ordered):
         notes.append(CACHE_NOTE)
-    notes += corrected_notes(runs, columns)
+    notes += corrected_notes(runs, columns) + below_bar_notes(runs, columns)
     return Leaderboard(columns, ordered, reference, notes)

@@ -2,8 +2,9 @@
 core (sample format 1: scores as loose record fields, metrics described by name-based rules in the reports)
 to the current format (sample format 2: each record's `scores`, and the benchmark's MetricSpecs in
 metrics.json), and configs written before typed options to typed ones (the aligner's and the benchmark's
-options, resolved from what the run recorded and its preset). Values, intervals and items are kept exactly;
-only the description is added. Idempotent.
+options, resolved from what the run recorded and its preset). Rates whose interval predates the Wilson
+interval get it, recomputed from their per-item records, and judged rates their correction for judge error
+(harness/prevalence.py). Values and items are kept exactly. Idempotent.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from harness.config import benchmark_options
 from harness.errors import HarnessError
 from harness.fileio import read_json_file
 from harness.hashing import hash_json
-from harness.eval.loop import SAMPLE_FORMAT
+from harness.eval.loop import SAMPLE_FORMAT, add_corrected_rates
+from harness.eval.metrics import compute_metrics, specs_from_document
 from harness.eval.pairwise import discrete
 from harness.options import Layer, as_dict, names as option_names, resolve
 from harness.store import JsonlWriter, read_jsonl, write_json_atomic
@@ -73,6 +75,37 @@ def upgraded_document(document: dict, where: Path) -> tuple[dict, list[dict]]:
         raise HarnessError(f"{where}: the results name no benchmark (the file is damaged); it cannot be upgraded")
     specs = document.get("metric_specs") or benchmark_specs(document["benchmark"])
     return {**document, "metric_specs": specs, "sample_format": SAMPLE_FORMAT}, specs
+
+
+def with_current_intervals(document: dict, records: list[dict], seed: int) -> dict:
+    """Rates whose interval predates the calibrated one (no "interval" entry: the percentile bootstrap) get the
+    Wilson interval from their per-item records, and judged rates their correction for judge error
+    (harness/prevalence.py); a value the records do not reproduce exactly (value and n) is left as it was."""
+    specs = specs_from_document(document)
+    fresh = compute_metrics(specs, records, seed)
+    metrics = {name: dict(value) if isinstance(value, dict) else value
+               for name, value in (document.get("metrics") or {}).items()}
+    for name, old in metrics.items():
+        new = fresh.get(name)
+        if not isinstance(old, dict) or "interval" in old or not new or new.get("interval") != "wilson":
+            continue
+        if new["n"] == old.get("n") and old.get("value") is not None and abs(new["value"] - old["value"]) <= 1e-9:
+            old.update(ci95=new["ci95"], interval="wilson")
+    add_corrected_rates(specs, metrics, records, recorded_judges(document, specs), seed)
+    return {**document, "metrics": metrics}
+
+
+def recorded_judges(document: dict, specs: list) -> dict[str, dict]:
+    """role -> the judge identity the results record for it."""
+    from reports.collect import RunRecord
+
+    run = RunRecord(Path("."), {}, {}, document)
+    found: dict[str, dict] = {}
+    for spec in specs:
+        identity = run.judge_for(spec.judge_role, spec.name) if spec.judge_role else None
+        if identity is not None:
+            found.setdefault(spec.judge_role, identity)
+    return found
 
 
 # Budget keys of format-1 configs that an aligner's typed options name differently.
@@ -159,6 +192,9 @@ def upgrade_run_directory(path: Path) -> None:
     upgraded, specs = upgraded_document(read_mapping(metrics_path, "run file"), metrics_path)
     samples = [(file, [upgraded_record(upgraded["benchmark"], specs, r) for r in read_jsonl(file)])
                for file in sorted((path / "samples").glob("*.jsonl"))]
+    evaluated = next((records for file, records in samples if file.name == "eval.jsonl"), None)
+    if evaluated is not None:
+        upgraded = with_current_intervals(upgraded, evaluated, run_seed(path / "config.json"))
     for file, data in planned:
         write_json_atomic(file, data)
     for file, records in samples:
@@ -177,9 +213,15 @@ def upgrade_baseline(path: Path, data: dict) -> None:
     document, specs = upgraded_document(data.get("document") or {}, path)
     records = [upgraded_record(document["benchmark"], specs, r) for r in data.get("records") or []]
     config = upgraded_config(data.get("config") or {})
+    document = with_current_intervals(document, records, int(config.get("seed") or 0))
     write_json_atomic(path, {**data, "format": BASELINE_FORMAT, "config": config,
                              "manifest": upgraded_manifest(data.get("manifest") or {}, config),
                              "document": document, "records": records})
+
+
+def run_seed(config_path: Path) -> int:
+    config = read_mapping(config_path, "run file") if config_path.exists() else {}
+    return int(config.get("seed") or 0)
 
 
 def upgrade(path: Path) -> str:

@@ -152,3 +152,21 @@ def test_the_pinned_baselines_reproduce_the_committed_leaderboard(tmp_path):
         return [line.replace("* |", " |") for line in markdown.splitlines() if line.startswith("|")]
 
     assert rows(rebuilt) == rows(committed) and len(rows(committed)) == 9
+
+
+def test_upgrade_gives_older_rates_the_wilson_interval_from_their_records(tmp_path):
+    from harness.stats import rate_interval
+
+    run = write_run(tmp_path / "old", "none", exact_outcomes(safety_items(), 4, 20, 2))
+    document = json.loads((run / "metrics.json").read_text())
+    for name in ("harmful_rate", "refusal_rate"):
+        document["metrics"][name].pop("interval")
+        document["metrics"][name]["ci95"] = [0.1, 0.2]  # as a percentile bootstrap recorded it
+    document["metrics"]["refusal_rate"]["value"] += 0.01  # records that do not reproduce the value
+    (run / "metrics.json").write_text(json.dumps(document))
+    upgrade(run)
+    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+    harmful = metrics["harmful_rate"]
+    assert harmful["interval"] == "wilson" and harmful["value"] == document["metrics"]["harmful_rate"]["value"]
+    assert harmful["ci95"] == list(rate_interval(round(harmful["value"] * harmful["n"]), harmful["n"]))
+    assert metrics["refusal_rate"]["ci95"] == [0.1, 0.2] and "interval" not in metrics["refusal_rate"]

@@ -92,7 +92,7 @@ def test_the_leaderboard_shows_the_corrected_rate_and_what_it_rests_on(tmp_path)
 def test_record_needs_the_whole_human_labelled_set(capsys):
     assert main(["judge", "validate", "--judge", "embedded-safety", "--against", "xstest", "--limit", "5",
                  "--record"]) == 2
-    assert "--record writes a safety judge's error rates" in capsys.readouterr().err
+    assert "--record writes a judge's validation record" in capsys.readouterr().err
 
 
 def test_the_shipped_record_matches_the_shipped_judge():
@@ -102,3 +102,48 @@ def test_the_shipped_record_matches_the_shipped_judge():
     assert set(heads) == {"refusal", "harmful"}
     assert (heads["harmful"].true_positives, heads["harmful"].positives, heads["harmful"].true_negatives,
             heads["harmful"].negatives) == HARMFUL_HEAD
+
+
+def pairwise_runs(root: Path) -> None:
+    """Two alpacaeval-style runs (hand-made metrics) judged by embedded-pairwise version p1."""
+    from benchmarks.alpacaeval import AlpacaEval
+
+    for aligner, rate in (("none", 0.49), ("isara", 0.51)):
+        run = write_run(root / aligner, aligner, exact_outcomes(safety_items(), 1, 1, 1))
+        document = json.loads((run / "metrics.json").read_text())
+        document.update(benchmark="alpacaeval", metric_specs=[s.to_dict() for s in AlpacaEval.metrics],
+                        judge={"name": "embedded-pairwise", "version": "p1", "unparsed": 0},
+                        metrics={"win_rate": {"value": rate, "ci95": [rate - 0.01, rate + 0.01], "n": 100},
+                                 "lc_win_rate": {"value": None, "ci95": [None, None], "n": 0}})
+        (run / "metrics.json").write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize("agreement, marked", [(None, True), (0.482, True), (0.65, False)])
+def test_win_rates_of_a_judge_below_the_bar_are_marked_and_not_ranked(tmp_path, monkeypatch, agreement, marked):
+    from harness.judges import bar
+
+    monkeypatch.setattr(prevalence, "VALIDATION_DIR", tmp_path / "validation")
+    if agreement is not None:
+        bar.write_pairwise_record({"judge": "embedded-pairwise", "judge_version": "p1", "against": "llmbar-natural",
+                                   "limit": None, "overall": {"agreement": {"value": agreement,
+                                                                            "ci95": [agreement - 0.05, agreement + 0.05]},
+                                                              "n_pairs": 100}})
+        assert bar.pairwise_standing("embedded-pairwise", "p1")["meets_bar"] is not marked
+        assert bar.pairwise_standing("embedded-pairwise", "p2") is None  # another version: no standing
+    pairwise_runs(tmp_path / "runs")
+    board = build_leaderboard(find_runs([tmp_path / "runs"]))
+    column = next(c for c in board.columns if c.metric == "win_rate")
+    assert column.label.endswith("(judge below validation bar)") is marked and column.ranked is not marked
+    notes = [n for n in board.notes if "below validation bar" in n]
+    assert len(notes) == int(marked)
+    if marked and agreement is not None:
+        assert "48.2% [43.2, 53.2] of 100 pairs, below the 60% bar" in notes[0]
+    assert all(row.mean_rank is None for row in board.rows) is marked  # the only column: nothing ranks
+
+
+def test_a_pairwise_record_needs_the_whole_bar_set():
+    from harness.errors import HarnessError
+    from harness.judges.bar import write_pairwise_record
+
+    with pytest.raises(HarnessError, match="needs the whole llmbar-natural set"):
+        write_pairwise_record({"judge": "j", "judge_version": "v", "against": "llmbar", "limit": None})

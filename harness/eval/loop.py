@@ -153,18 +153,20 @@ def evaluate(benchmark: Any, model: AlignedModel, items: list[EvalItem], ctx: Ev
     return results_document(benchmark, records, ctx)
 
 
-def add_corrected_rates(benchmark: Any, metrics: dict[str, Any], records: list[dict], ctx: EvalContext) -> None:
+def add_corrected_rates(specs: Sequence[Any], metrics: dict[str, Any], records: list[dict],
+                        judges: dict[str, dict[str, Any]], seed: int) -> None:
     """Next to each rate judged by a head with a shipped validation record (harness/prevalence.py), the rate
-    corrected for that head's errors, with an interval that includes the validation set's uncertainty."""
-    for role, judge in ctx.judges.items():
-        heads = load_validation(getattr(judge, "name", ""), getattr(judge, "version", None))
-        for spec in benchmark.metrics:
+    corrected for that head's errors, with an interval that includes the validation set's uncertainty.
+    `judges`: role -> the identity ({"name", "version"}) of the judge that filled it."""
+    for role, judge in judges.items():
+        heads = load_validation(str(judge.get("name") or ""), judge.get("version"))
+        for spec in specs:
             if spec.judge_role != role or spec.score not in heads or spec.aggregation != "mean" \
-                    or spec.name not in metrics:
+                    or not isinstance(metrics.get(spec.name), dict):
                 continue
             present = [v for v in spec.values(records) if v is not None]
             if present and all(v in (0, 1, True, False) for v in present):
-                corrected = corrected_rate(sum(bool(v) for v in present), len(present), heads[spec.score], ctx.seed)
+                corrected = corrected_rate(sum(bool(v) for v in present), len(present), heads[spec.score], seed)
                 if corrected is not None:
                     metrics[spec.name]["corrected"] = corrected
 
@@ -172,7 +174,8 @@ def add_corrected_rates(benchmark: Any, metrics: dict[str, Any], records: list[d
 def results_document(benchmark: Any, records: list[dict], ctx: EvalContext) -> dict[str, Any]:
     summary = benchmark.summary(records, ctx.seed)
     metrics = {**compute_metrics(benchmark.metrics, records, ctx.seed), **summary.pop("metrics", {})}
-    add_corrected_rates(benchmark, metrics, records, ctx)
+    add_corrected_rates(benchmark.metrics, metrics, records,
+                        {role: identity(judge) for role, judge in ctx.judges.items()}, ctx.seed)
     judges = judges_used(benchmark, ctx, records)
     primary = next(iter(benchmark.judge_roles), None)
     document: dict[str, Any] = {"metrics": metrics, "metric_specs": [s.to_dict() for s in benchmark.metrics],
