@@ -110,9 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
                           help="xstest, refusal-direction-llamaguard (safety judges); llmbar, llmbar-natural, "
                           "llmbar-adversarial, mtbench-human, faireval, llmeval2 (pairwise judges); "
                           "truthfulqa-truth, truthfulqa-info (truth judges)")
+    validate.add_argument("--all", action="store_true", dest="all_judges",
+                          help="every built-in judge against every human-labelled set of its roles, as one page "
+                          "(--out FILE to write it, e.g. docs/judge-validation.md)")
+    validate.add_argument("--out", type=Path, metavar="FILE", help="with --all: write the page here")
     validate.add_argument("--data-dir", type=Path, help="data mirror (default: $HARNESS_DATA_DIR)")
     validate.add_argument("--limit", type=int, help="judge a seeded subset of N labelled items")
     validate.add_argument("--json", action="store_true", help="print the full result as JSON")
+    validate.add_argument("--quiet", action="store_true")
     validate.add_argument("--record", action="store_true",
                           help="write the judge's validation record (harness/judges/validation/JUDGE.json): a "
                           "safety judge's per-head sensitivity/specificity (--against xstest), which corrected "
@@ -316,8 +321,14 @@ def command_judge(args: argparse.Namespace) -> int:
     if args.record and (args.against not in ("xstest", "llmbar-natural") or args.limit is not None):
         raise HarnessError("--record writes a judge's validation record from a whole human-labelled set: use "
                            "--against xstest (safety judges) or llmbar-natural (pairwise judges) without --limit")
+    if args.out is not None and not args.all_judges:
+        raise HarnessError("--out is for --all (the judges page); a single validation prints its result")
+    if args.all_judges and args.record:
+        raise HarnessError("--record writes one judge's record: drop --all, or drop --record")
     if args.data_dir:  # TruthfulQA sets resolve their data as benchmarks do, through HARNESS_DATA_DIR
         os.environ["HARNESS_DATA_DIR"] = str(args.data_dir)
+    if args.all_judges:
+        return validate_every_judge(args)
     result = validate(args.judge, args.against, args.data_dir, limit=args.limit, options=judge_options(args))
     print(json.dumps(result, indent=2) if args.json else format_report(result))
     if args.record:
@@ -328,6 +339,24 @@ def command_judge(args: argparse.Namespace) -> int:
         written = (write_pairwise_record(result) if "overall" in result
                    else write_validation(args.judge, head_validations(result)))
         print(f"wrote {written}")
+    return 0
+
+
+def validate_every_judge(args: argparse.Namespace) -> int:
+    from harness.fileio import write_text_atomic
+    from harness.judges.validate_all import builtin_judges, judges_page, validate_all
+
+    if args.out is not None and args.out.is_dir():
+        raise HarnessError(f"--out {args.out} is a directory; pass a file name, e.g. docs/judge-validation.md")
+    rows, skipped = validate_all(builtin_judges(), args.data_dir, args.limit)
+    page = judges_page(rows, skipped, args.limit)
+    print(page)
+    if args.out is not None:
+        try:
+            write_text_atomic(args.out, page)
+        except OSError as exc:
+            raise HarnessError(f"--out {args.out}: cannot write it ({exc.strerror or exc})") from None
+        print(f"wrote {args.out}")
     return 0
 
 
