@@ -171,7 +171,7 @@ class RunStore:
     def _add_killed_attempts(self) -> None:
         """Adds the time of attempts that were killed mid-stage (their heartbeats) to those stages' records."""
         beats = killed_attempts(self.root)
-        for beat in beats:
+        for beat in [] if self.replay else beats:  # a killed replay of a finished run computed nothing new
             earlier = self.manifest["stages"].get(beat["stage"])
             killed = {"tokens_generated": 0, "tokens_trained": 0, "wall_s": beat["wall_s"]}
             record = killed if earlier is None else merge_attempts(earlier, killed)

@@ -309,3 +309,18 @@ def test_a_stage_killed_mid_way_still_counts_its_time(tmp_path):
     assert finished["killed_attempts"] == 1 and finished["wall_s"] >= killed["wall_s"] + 0.2
     assert not list((run_dir / ".heartbeats").glob("*")) and stray_temp_files(run_dir) == []
     store.close()
+
+
+def test_a_killed_replay_of_a_finished_run_keeps_its_recorded_cost(tmp_path):
+    from harness.heartbeat import Heartbeat
+
+    run_dir = tmp_path / "run"
+    with RunStore(run_dir, CONFIG) as store:
+        with store.stage("evaluate"):
+            pass
+        store.update_manifest(status="complete")
+        recorded = dict(store.manifest["stages"]["evaluate"])
+    Heartbeat(run_dir, "evaluate", time.perf_counter() - 30).beat()  # a replay killed after 30 s
+    with RunStore(run_dir, CONFIG) as again:
+        assert again.manifest["stages"]["evaluate"] == recorded
+    assert not list((run_dir / ".heartbeats").glob("*.json"))
