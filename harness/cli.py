@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from harness import progress, registry
 from harness.config import DEFAULT_MODEL, PRESETS, RunConfig, aligner_options, benchmark_options
+from harness.cli_study import add_align_parser, add_sweep_parser, command_align, command_eval, command_sweep
 from harness.errors import HarnessError
 from harness.options import describe, names as option_names
 
@@ -56,16 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-option", action="append", default=[], metavar="KEY=VALUE",
                      help="a benchmark option (evaluation sizes, answer length), e.g. --eval-option questions=50; "
                      "see `harness list options`")
-    run.add_argument("--budget", type=int, metavar="TOKENS",
-                     help="cap the tokens trained on, over all training stages, to compare aligners at equal compute")
+    add_budget_flag(run)
     run.add_argument("--eval-batch-size", type=int, default=32, metavar="N",
                      help="prompts per generation / scoring batch of the evaluation (default 32)")
     run.add_argument("--out", type=Path, help="run directory (default: runs/<benchmark>/<model>/...)")
+    run.add_argument("--artifacts", type=Path, default=Path("runs/artifacts"), metavar="DIR",
+                     help="use a finished `harness align` artifact found here with this run's model, aligner, options, "
+                     "seeds and seed (and decontaminated against its items) instead of aligning again "
+                     "(default runs/artifacts)")
     run.add_argument("--quiet", action="store_true")
+    add_align_parser(commands, add_judge_options, add_budget_flag)
+    add_sweep_parser(commands)
 
     listing = commands.add_parser("list", help="list what is registered (plugins included)")
     listing.add_argument("kind", choices=["aligners", "benchmarks", "judges", "backends", "models", "presets",
-                                         "options"])
+                                         "options", "plans"])
 
     demo = commands.add_parser("demo", help="every built-in aligner on `safety`, embedded base model, one table")
     demo.add_argument("--preset", default="demo", choices=sorted(PRESETS))
@@ -83,8 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write each comparable run as a baseline file (DIR/baselines/) for `harness compare`")
 
     compare = commands.add_parser("compare", help="paired statistics of a candidate run against a baseline run")
-    compare.add_argument("baseline", type=Path, help="run directory or pinned baseline file")
-    compare.add_argument("candidate", type=Path, help="run directory or pinned baseline file")
+    compare.add_argument("baseline", type=Path, nargs="?", help="run directory or pinned baseline file")
+    compare.add_argument("candidate", type=Path, nargs="?", help="run directory or pinned baseline file")
+    compare.add_argument("--baseline", type=Path, nargs="+", dest="baselines", metavar="RUN",
+                         help="several baseline runs that differ only in their training seed (instead of BASELINE)")
+    compare.add_argument("--candidate", type=Path, nargs="+", dest="candidates", metavar="RUN",
+                         help="the candidate's runs, one per training seed of the baseline's; items are paired "
+                         "within each seed and the pairs pooled")
     compare.add_argument("--metrics", help="comma-separated metrics to compare and gate on (default: all; "
                          "the gate then uses the top-level ones)")
     compare.add_argument("--alpha", type=float, default=0.05,
@@ -124,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "rates rest on, or a pairwise judge's agreement (--against llmbar-natural), which decides "
                           "whether its win rates are headline numbers")
     return parser
+
+
+def add_budget_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--budget", type=int, metavar="TOKENS",
+                        help="cap the tokens trained on, over all training stages, to compare aligners at equal compute")
 
 
 def add_judge_options(parser: argparse.ArgumentParser) -> None:
@@ -231,7 +247,7 @@ def command_run(args: argparse.Namespace) -> int:
         limit=args.limit, judge=judge, judge_options=checked_judge_options(judge, args),
         options=options, eval_options=eval_options, eval_batch_size=args.eval_batch_size,
     )
-    document = execute(config, args.out)
+    document = execute(config, args.out, reuse_from=args.artifacts)
     print_table([document])
     print(f"results: {document['run']}/metrics.json")
     return 0
@@ -244,6 +260,11 @@ def command_list(args: argparse.Namespace) -> int:
         for name, model in EMBEDDED_MODELS.items():
             print(f"{name:28s} {model.description}")
         print("(any Hugging Face model id or local directory is accepted as well)")
+    elif args.kind == "plans":
+        from harness.sweep.plan import builtin_plans, load_plan
+
+        for name, path in builtin_plans().items():
+            print(f"{name:22s} {load_plan(str(path)).title}")
     elif args.kind == "presets":
         for name, preset in PRESETS.items():
             print(f"{name:10s} {preset.description}")
@@ -286,7 +307,6 @@ def command_report(args: argparse.Namespace) -> int:
 
 def command_compare(args: argparse.Namespace) -> int:
     from harness.store import write_json_atomic
-    from reports.collect import load_run
     from reports.compare import compare_runs, format_comparison
 
     if not 0 < args.alpha < 1:
@@ -296,7 +316,8 @@ def command_compare(args: argparse.Namespace) -> int:
     if args.json is not None and args.json.is_dir():
         raise HarnessError(f"--json {args.json} is a directory; pass a file name, e.g. comparison.json")
     names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    comparison = compare_runs(load_run(args.baseline), load_run(args.candidate), args.alpha, names)
+    comparison = compare_runs(compared_side(args.baseline, args.baselines, "baseline"),
+                              compared_side(args.candidate, args.candidates, "candidate"), args.alpha, names)
     print(format_comparison(comparison))
     if args.json:
         try:
@@ -311,6 +332,16 @@ def command_compare(args: argparse.Namespace) -> int:
               f"{listed}", file=sys.stderr)
         return 1
     return 0
+
+
+def compared_side(single: Path | None, several: list[Path] | None, side: str):
+    """One side of `harness compare`: a run, or several runs of one method that differ only in training seed."""
+    from reports.collect import load_run
+    from reports.seeds import merge_seed_runs
+
+    if (single is None) == (several is None):
+        raise HarnessError(f"give the {side} once: as the {side.upper()} argument or as --{side} RUN...")
+    return merge_seed_runs([load_run(path) for path in several], side) if several else load_run(single)
 
 
 def command_judge(args: argparse.Namespace) -> int:
@@ -368,7 +399,8 @@ def command_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"upgrade": command_upgrade, "run": command_run, "list": command_list, "demo": command_demo, "judge": command_judge,
+COMMANDS = {"upgrade": command_upgrade, "run": command_run, "align": command_align, "eval": command_eval, "sweep": command_sweep,
+            "list": command_list, "demo": command_demo, "judge": command_judge,
             "report": command_report, "compare": command_compare}
 
 

@@ -95,9 +95,14 @@ class RunConfig:
     # The benchmark's resolved, typed options (every field of its options_class): sizes, answer length.
     benchmark_options: dict[str, Any] = field(default_factory=dict)
     eval_batch_size: int = 32  # generation / scoring batch of the evaluation
+    # `harness eval` of an aligned-model artifact: its content key (the artifact replaces the alignment).
+    artifact: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        config = asdict(self)
+        if config["artifact"] is None:
+            del config["artifact"]  # runs that align themselves keep the config (and hash) they always had
+        return config
 
     def options(self) -> Any:
         """The aligner's options as its typed dataclass."""

@@ -16,6 +16,7 @@ import numpy as np
 
 from harness import progress, registry
 from harness.aligner import AlignContext, seeds_hash
+from harness.artifact import Artifact, artifact_key, find_artifact, open_artifact
 from harness.eval.loop import EvalContext
 from harness.config import RunConfig, get_preset
 from harness.embedding import EMBEDDER_NAME, embed
@@ -85,9 +86,15 @@ def check_seed_overlap(seeds: list[Example], items: list[EvalItem], eval_vectors
                                "remove it from the seeds file")
 
 
-def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None) -> dict[str, Any]:
-    """Run one configuration; returns the metrics document. `backend` lets callers share a loaded model."""
+def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None, artifact: Path | None = None,
+            reuse_from: Path | None = None) -> dict[str, Any]:
+    """Run one configuration; returns the metrics document. `backend` lets callers share a loaded model.
+
+    `artifact`: evaluate this aligned-model artifact (`harness eval`; config.artifact holds its key) instead of
+    aligning. `reuse_from`: a folder of artifacts; one with this run's content key whose decontamination covers
+    the run's items replaces the alignment (`harness run`)."""
     started = time.perf_counter()
+    source = open_artifact(artifact) if artifact is not None else None
     preset = get_preset(config.preset)
     aligner = registry.get("aligners", config.aligner)()
     options = config.options()  # typed and checked: a bad value fails here, before any work
@@ -99,8 +106,16 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
     items, sources = benchmark.items(eval_options, config.limit, config.seed)
     if not items:
         raise HarnessError(f"benchmark {config.benchmark} has no evaluation items with these settings")
-    seeds, seeds_path = resolve_seeds(config, benchmark)
-    config = replace(config, seeds_sha256=hash_file(seeds_path))
+    if source is not None:
+        if getattr(benchmark, "aligns_itself", False):
+            raise HarnessError(f"benchmark {config.benchmark} aligns once per seed domain itself; evaluate it with "
+                               "`harness run`, not on an artifact")
+        source.check_covers(items, config.benchmark)
+        seeds, seeds_name = source.seeds, "artifact"
+    else:
+        seeds, seeds_path = resolve_seeds(config, benchmark)
+        config = replace(config, seeds_sha256=hash_file(seeds_path))
+        seeds_name = seeds_path.name
     store = RunStore(out_dir or default_out_dir(config), config.to_dict())
     progress.say(f"run directory: {store.root}")
     items_hash = hash_json([[i.id, i.prompt] for i in items])
@@ -121,7 +136,7 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
             model={"name": config.model, "source": backend.spec.source, "sha256": backend.spec.sha256,
                    "prompt_format": backend.prompt_format.kind},
             backend=backend_settings(backend, config.backend),
-            hashes={"seeds_file": config.seeds_sha256, "seeds": seeds_hash(seeds), "seeds_path": str(seeds_path.name),
+            hashes={"seeds_file": config.seeds_sha256, "seeds": seeds_hash(seeds), "seeds_path": seeds_name,
                     "eval_items": items_hash},
             n_seeds=len(seeds), n_eval_items=len(items), plugins=registry.plugins(),
         )
@@ -131,12 +146,18 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
     eval_ctx = EvalContext(store=store, cache=cache, judges=judges, options=eval_options, seed=config.seed,
                            batch_size=config.eval_batch_size)
     with outcome_recorded(store):
+        source = source or reusable_artifact(store, config, seeds, items, reuse_from)
         if getattr(benchmark, "aligns_itself", False):
             # e.g. domain generalization: one alignment per seed domain, each evaluated by the benchmark itself
             aligned, result = benchmark.run(aligner, ctx, items, eval_ctx)
         else:
-            with store.stage("align"):
-                aligned = aligner.align(ctx)
+            if source is not None:
+                aligned = source.load(backend)
+                if not store.replay:
+                    store.update_manifest(artifact=source.link())
+            else:
+                with store.stage("align"):
+                    aligned = aligner.align(ctx)
             with store.stage("evaluate") as usage:
                 result = benchmark.evaluate(aligned, items, eval_ctx)
                 usage.update(eval_ctx.usage)
@@ -160,6 +181,26 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None)
                     "trained": sum(s.get("tokens_trained", 0) for k, s in stages.items() if "/" in k)})
     document["wall_s"] = store.manifest["wall_s"]
     return document
+
+
+def reusable_artifact(store: RunStore, config: RunConfig, seeds: list[Example], items: list[EvalItem],
+                      search: Path | None) -> Artifact | None:
+    """The artifact a `harness run` uses instead of aligning: the one it used before (a resumed or replayed run),
+    or, for a run that has not started aligning, a finished one under `search` with its content key whose
+    decontamination covers its items."""
+    linked = store.manifest.get("artifact")
+    if isinstance(linked, dict) and linked.get("path"):
+        if not Path(linked["path"]).is_dir():
+            raise HarnessError(f"run {store.root} was evaluated on artifact {linked['path']}, which is gone; restore it "
+                               "or pass a new --out")
+        return open_artifact(Path(linked["path"]))
+    if search is None or any(name.startswith("align") for name in store.manifest["stages"]):
+        return None
+    key = artifact_key(config.model, config.backend, config.aligner, config.aligner_options, seeds, config.seed)
+    found = find_artifact(search, key, items)
+    if found is not None:
+        progress.say(f"reusing artifact {found.root} (same model, aligner, options, seeds and seed)")
+    return found
 
 
 @contextmanager

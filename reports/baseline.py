@@ -27,6 +27,8 @@ def item_outcomes(record: dict[str, Any]) -> dict[str, Any]:
 
 def baseline_document(run: RunRecord) -> dict[str, Any]:
     manifest = {k: run.manifest[k] for k in MANIFEST_FIELDS if k in run.manifest}
+    if run.artifact_link:  # the artifact's identity and cost; not its path, which is a private machine path
+        manifest["artifact"] = {k: v for k, v in run.artifact_link.items() if k != "path"}
     manifest["data_sources"] = [{k: s.get(k) for k in SOURCE_FIELDS if k in s}
                                 for s in run.manifest.get("data_sources") or []]
     document = {k: v for k, v in run.document.items() if k != "run"}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import registry
 from harness.config import PRESETS, aligner_options, benchmark_options
 from harness.errors import HarnessError
 from harness.eval.metrics import MetricSpec, specs_from_document
@@ -122,11 +123,19 @@ class RunRecord:
         return int((self.manifest.get("tokens") or {}).get("trained", 0))
 
     @property
+    def artifact_link(self) -> dict[str, Any] | None:
+        """The aligned-model artifact this run evaluated instead of aligning (path, key, content hash, cost)."""
+        link = self.manifest.get("artifact")
+        return link if isinstance(link, dict) and isinstance(link.get("key"), str) else None
+
+    @property
     def alignment_tokens(self) -> int:
         """Tokens the aligner itself generated or trained on (evaluation excluded): its compute."""
         stages = self.manifest.get("stages") or {}
         evaluated = int((stages.get("evaluate") or {}).get("tokens_generated", 0))
-        return max(0, self.tokens_generated - evaluated) + self.tokens_trained
+        own = max(0, self.tokens_generated - evaluated) + self.tokens_trained
+        cost = (self.artifact_link or {}).get("cost") or {}
+        return own + int(cost.get("tokens_generated", 0)) + int(cost.get("tokens_trained", 0))
 
     # --- what distinguishes this run from its preset's defaults ----------------------------------------
 
@@ -152,6 +161,24 @@ class RunRecord:
             parts.append(f"seeds={self.config.get('n_seeds')}")
         if self.config.get("seeds_file"):
             parts.append(f"seeds_file={Path(self.config['seeds_file']).name}")
+        return parts + self.artifact_seed_parts()
+
+    def artifact_seed_parts(self) -> list[str]:
+        """An evaluated artifact's seeds, where they differ from what `harness run` of this benchmark would use:
+        another seed set, a seeds file, one seed domain."""
+        seeds = (self.artifact_link or {}).get("seeds") or {}
+        benchmark = self.config.get("benchmark") or self.benchmark
+        try:
+            default = registry.get("benchmarks", benchmark).default_seeds
+        except HarnessError:
+            default = None
+        parts = []
+        if seeds.get("seed_set") and seeds["seed_set"] != default:
+            parts.append(f"seed_set={seeds['seed_set']}")
+        if seeds.get("seeds_file"):
+            parts.append(f"seeds_file={seeds['seeds_file']}")
+        if seeds.get("seed_domain"):
+            parts.append(f"seed_domain={seeds['seed_domain']}")
         return parts
 
     @property
@@ -166,7 +193,8 @@ class RunRecord:
 
     def seed_domains(self) -> set[str]:
         """The target domains of the seeds this run was aligned with (generic domains left out)."""
-        explicit = (self.config.get("aligner_options") or {}).get("seed_domain") or self.manifest.get("seed_domain")
+        explicit = ((self.config.get("aligner_options") or {}).get("seed_domain") or self.manifest.get("seed_domain")
+                    or ((self.artifact_link or {}).get("seeds") or {}).get("seed_domain"))
         if explicit:
             return {str(explicit)}
         seeds = self.path / "seeds.json"

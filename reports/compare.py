@@ -19,6 +19,7 @@ from harness.stats import holm_adjust, mean_metric, paired_difference
 from reports.collect import RunRecord
 from harness.eval.metrics import MetricSpec, spec_for
 from reports.metrics import format_metric, format_number, is_fraction
+from reports.seeds import seed_differences
 
 BETTER, WORSE, SAME = "better", "worse", "no significant difference"
 TOLERANCE = 1e-6  # the per-item mean must reproduce the reported value to this
@@ -231,4 +232,10 @@ def format_comparison(comparison: Comparison) -> str:
         lines.append("gate: no top-level metric to gate on (choose some with --metrics)")
     for metric, reason in comparison.skipped.items():
         lines.append(f"(skipped {metric}: {reason})")
+    for m in comparison.metrics:
+        per_seed = seed_differences(base, cand, m.metric)
+        if per_seed and m.gated:
+            percent = is_fraction([m.baseline.get("value"), m.candidate.get("value")])
+            listed = ", ".join(f"seed {s}: {'+' if d >= 0 else ''}{format_number(d, percent)}" for s, d in per_seed.items())
+            lines.append(f"{m.metric} per training seed (candidate - baseline): {listed}")
     return "\n".join(lines)

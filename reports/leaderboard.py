@@ -8,18 +8,18 @@ Several seeds of one row are averaged (see `combine`).
 """
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.judges.bar import PAIRWISE_BAR, pairwise_standing
+from harness.eval.metrics import spec_for
+from harness.seed_stats import over_seed_values, over_seeds
 from reports.collect import RunRecord
 from reports.metrics import headline
 
 # Benchmarks in this order first, any others after them alphabetically.
 BENCHMARK_ORDER = ("safety", "truthfulqa", "alpacaeval", "utility")
-Z95 = 1.959964
 # A column of a rate corrected for its judge's errors (harness/prevalence.py) is keyed "<metric>@corrected".
 CORRECTED = "@corrected"
 
@@ -65,11 +65,18 @@ class Row:
 
     @property
     def cost(self) -> dict[str, float | int | None]:
+        """The runs' own cost plus, once each, the alignments of the artifacts they evaluated (an artifact
+        evaluated on three benchmarks was trained once)."""
+        artifacts = {link["key"]: link.get("cost") or {} for r in self.runs if (link := r.artifact_link)}
         walls = [r.wall_s for r in self.runs if r.wall_s is not None]
+        walls += [c["wall_s"] for c in artifacts.values() if c.get("wall_s") is not None]
         return {"wall_s": round(sum(walls), 1) if walls else None,
-                "tokens_generated": sum(r.tokens_generated for r in self.runs),
-                "tokens_trained": sum(r.tokens_trained for r in self.runs),
-                "runs": len(self.runs), "cache_hits": sum(r.cache_hits for r in self.runs)}
+                "tokens_generated": sum(r.tokens_generated for r in self.runs)
+                + sum(c.get("tokens_generated", 0) for c in artifacts.values()),
+                "tokens_trained": sum(r.tokens_trained for r in self.runs)
+                + sum(c.get("tokens_trained", 0) for c in artifacts.values()),
+                "runs": len(self.runs), "alignments": len(artifacts) + sum(not r.artifact_link for r in self.runs),
+                "cache_hits": sum(r.cache_hits for r in self.runs)}
 
 
 CACHE_NOTE = ("wall time marked *: some of the run's generations or judgements were served from the shared "
@@ -110,20 +117,41 @@ def describe_difference(key: dict[str, Any], reference: dict[str, Any]) -> str:
     return "; ".join(reasons)
 
 
-def combine(metrics: list[dict[str, Any]]) -> dict[str, Any]:
-    """One cell from several seeds: the mean value, with a normal 95% interval from the runs' own intervals.
+def combine(runs: list[RunRecord], metric: str) -> dict[str, Any] | None:
+    """One cell from runs that differ only in their training seed (harness/seed_stats.py): the mean over seeds,
+    its 95% interval over seeds, n_seeds and the between-seed standard deviation; one run: its own metric."""
+    present = [(run, found) for run in runs if (found := metric_of(run, metric)) and found.get("value") is not None]
+    if not present:
+        return None
+    if len(present) == 1:
+        return {**present[0][1], "n_seeds": 1}
+    per_item = [item_outcomes(run, metric) for run, _ in present]
+    if all(per_item):
+        return over_seeds([list(values.values()) for values in per_item])
+    return over_seed_values([m["value"] for _, m in present], [m.get("ci95") or [None, None] for _, m in present],
+                            sum(int(m.get("n") or 0) for _, m in present))
 
-    Each run's standard error is read off its interval; the mean of k independent estimates has standard
-    error sqrt(sum se_i^2) / k. Between-seed variation of training is not modelled beyond that.
-    """
-    present = [m for m in metrics if m and m.get("value") is not None]
-    if len(present) <= 1:
-        return dict(present[0]) if present else {"value": None, "ci95": [None, None], "n": 0}
-    value = sum(m["value"] for m in present) / len(present)
-    errors = [(m["ci95"][1] - m["ci95"][0]) / (2 * Z95) for m in present if None not in (m.get("ci95") or [None])]
-    se = math.sqrt(sum(e * e for e in errors)) / len(errors) if len(errors) == len(present) else None
-    ci = [value - Z95 * se, value + Z95 * se] if se is not None else [None, None]
-    return {"value": value, "ci95": ci, "n": sum(int(m.get("n") or 0) for m in present), "seeds": len(present)}
+
+def cell_of(runs: list[RunRecord], metric: str) -> dict[str, Any]:
+    """`combine`, with an empty cell (value None) where no run has the metric."""
+    return combine(runs, metric) or {"value": None, "ci95": [None, None], "n": 0}
+
+
+def item_outcomes(run: RunRecord, metric: str) -> dict[str, float] | None:
+    """The per-item values behind a run's metric, when it is a mean of them that the samples reproduce."""
+    from reports.compare import outcomes
+
+    if metric.endswith(CORRECTED):
+        return None
+    found = spec_for(run.specs, metric)
+    if found is None or not found[0].pairable or metric not in run.metrics:
+        return None
+    return outcomes(found[0], found[1], run, metric)
+
+
+SEEDS_NOTE = ("cells over several training seeds: the mean over seeds [95% interval for the mean over training "
+              "seeds: two-level bootstrap (seeds, then items) joined with the t interval over seeds], the number of "
+              "seeds and the between-seed standard deviation (sd); see docs/studies.md")
 
 
 def ordered_benchmarks(names: set[str]) -> list[str]:
@@ -243,9 +271,9 @@ def build_leaderboard(runs: list[RunRecord]) -> Leaderboard:
     columns = build_columns(runs)
     for row in rows.values():
         for column in columns:
-            metrics = [metric_of(r, column.metric) for r in row.runs if r.benchmark == column.benchmark]
-            if any(metrics):
-                row.cells[column.key] = combine(metrics)
+            cell = combine([r for r in row.runs if r.benchmark == column.benchmark], column.metric)
+            if cell is not None:
+                row.cells[column.key] = cell
     ordered = list(rows.values())
     rank(ordered, columns)
     ordered.sort(key=lambda r: (not r.comparable, r.mean_win_rate is None, -(r.mean_win_rate or 0), r.model, r.name))
@@ -259,5 +287,7 @@ def build_leaderboard(runs: list[RunRecord]) -> Leaderboard:
                      "they are shown apart and left out of the rankings")
     if any(row.cost["cache_hits"] for row in ordered):
         notes.append(CACHE_NOTE)
+    if any((cell or {}).get("n_seeds", 1) > 1 for row in ordered for cell in row.cells.values()):
+        notes.append(SEEDS_NOTE)
     notes += corrected_notes(runs, columns) + below_bar_notes(runs, columns)
     return Leaderboard(columns, ordered, reference, notes)

@@ -52,6 +52,10 @@ def format_metric(metric: dict[str, Any] | None, percent: bool) -> str:
         return "n/a"
     lo, hi = metric.get("ci95") or (None, None)
     unit = "%" if percent else ""
+    seeds = ""
+    if (metric.get("n_seeds") or 1) > 1:  # a mean over training seeds (harness/seed_stats.py)
+        seeds = f" ({metric['n_seeds']} seeds, sd {format_number(metric.get('sd_between'), percent)})"
     if lo is None or hi is None:
-        return f"{format_number(metric['value'], percent)}{unit}"
-    return f"{format_number(metric['value'], percent)}{unit} [{format_number(lo, percent)}, {format_number(hi, percent)}]"
+        return f"{format_number(metric['value'], percent)}{unit}{seeds}"
+    return (f"{format_number(metric['value'], percent)}{unit} [{format_number(lo, percent)}, "
+            f"{format_number(hi, percent)}]{seeds}")

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from matplotlib.figure import Figure
 
 from reports.collect import RunRecord
-from reports.leaderboard import Column, Leaderboard, Row, combine
+from reports.leaderboard import Column, Leaderboard, Row, cell_of
 from reports.metrics import is_fraction, lower_is_better, primary_metric
 
 MAX_PANELS = 12
@@ -101,7 +101,7 @@ def iteration_curves(board: Leaderboard, out_dir: Path) -> tuple[list[Plot], lis
             axes = figure.add_subplot(n_rows, n_cols, index + 1)
             name = metric if panel == "all" else f"{metric}/{panel}"
             for label, points in sorted(lines.items()):
-                cells = {t: combine([r.metrics.get(name) for r in points[t]]) for t in sorted(points)}
+                cells = {t: cell_of(points[t], name) for t in sorted(points)}
                 curve = [(t, *error_bar(cell, scale)) for t, cell in cells.items() if cell.get("value") is not None]
                 if curve:
                     xs, ys, below, above = zip(*curve)
@@ -225,7 +225,7 @@ def generalization_heatmaps(board: Leaderboard, out_dir: Path) -> tuple[list[Plo
             continue
         seed_domains = sorted(by_seed)
         columns = eval_domains + ["all"]
-        cells = [[combine([r.metrics.get(metric if d == "all" else f"{metric}/{d}") for r in by_seed[s]])
+        cells = [[cell_of(by_seed[s], metric if d == "all" else f"{metric}/{d}")
                   for d in columns] for s in seed_domains]
         figure = heatmap(seed_domains, columns, cells, metric, lower_is_better(runs, metric),
                          f"{benchmark}: {name}, {model}")
@@ -283,8 +283,8 @@ def tradeoff(board: Leaderboard, out_dir: Path) -> tuple[list[Plot], list[str]]:
     for row in board.rows:
         runs = [r for r in row.runs if "harmful_rate" in r.metrics and "over_refusal" in r.metrics]
         if row.comparable and runs:
-            points.append((row, combine([r.metrics["over_refusal"] for r in runs]),
-                           combine([r.metrics["harmful_rate"] for r in runs])))
+            points.append((row, cell_of(runs, "over_refusal"),
+                           cell_of(runs, "harmful_rate")))
     if not points:
         return [], ["safety trade-off: need runs of a benchmark reporting harmful_rate and over_refusal (safety)"]
     figure = Figure(figsize=(6.0, 4.6))
@@ -329,7 +329,7 @@ def score_vs_compute(board: Leaderboard, out_dir: Path) -> tuple[list[Plot], lis
             by_row[id(row)].append(run)
         rows = {id(row): row for row, _ in runs}
         for key, row_runs in by_row.items():
-            cell = combine([r.metrics.get(metric) for r in row_runs])
+            cell = cell_of(row_runs, metric)
             if cell.get("value") is None:
                 continue
             x = sum(r.alignment_tokens for r in row_runs) / len(row_runs)

@@ -62,7 +62,8 @@ def test_rows_ranks_and_a_limited_run_kept_apart(runs):
     # Never mixed: the comparable isara row holds only the full run's number.
     assert isara.cells["safety:harmful_rate"]["value"] == pytest.approx(2 / 30)
     assert limited.cells["safety:harmful_rate"]["value"] == 0
-    assert isara.cost == {"wall_s": 200, "tokens_generated": 6000, "tokens_trained": 9000, "runs": 1, "cache_hits": 0}
+    assert isara.cost == {"wall_s": 200, "tokens_generated": 6000, "tokens_trained": 9000, "runs": 1, "alignments": 1,
+                          "cache_hits": 0}
     assert [c.lower_is_better for c in board.columns] == [True, False, True, True]
 
 
@@ -76,7 +77,7 @@ def test_seeds_are_averaged_and_other_data_or_budgets_get_their_own_rows(tmp_pat
     board = build_leaderboard(find_runs([root]))
     rows = rows_by_name(board)
     averaged = rows[("isara", "")].cells["safety:harmful_rate"]
-    assert averaged["value"] == pytest.approx(6 / 30) and averaged["n"] == 60 and averaged["seeds"] == 2
+    assert averaged["value"] == pytest.approx(6 / 30) and averaged["n"] == 60 and averaged["n_seeds"] == 2
     assert averaged["ci95"][0] < 6 / 30 < averaged["ci95"][1]
     assert ("isara (iterations=1)", "") in rows
     flagged = [row for row in board.rows if not row.comparable]
