@@ -144,9 +144,11 @@ def open_artifact(path: Path) -> Artifact:
         raise HarnessError(f"artifact {path} does not exist (make one with `harness align --out {path}`)")
     if not (root / ALIGNED_FILE).is_file():
         manifest = root / "manifest.json"
-        state = "is not finished: rerun its `harness align` command to resume it" if manifest.is_file() else \
-            "is not an aligned-model artifact (no aligned.json); make one with `harness align`"
-        raise HarnessError(f"artifact {path} {state}")
+        kind = (read_json_file(manifest, "manifest") or {}).get("kind") if manifest.is_file() else None
+        if kind == "alignment" or (manifest.is_file() and kind is None and not (root / "metrics.json").exists()):
+            raise HarnessError(f"artifact {path} is not finished: rerun its `harness align` command to resume it")
+        raise HarnessError(f"{path} is not an aligned-model artifact (no aligned.json; a run directory?); make "
+                           "one with `harness align`")
     document = read_json_file(root / ALIGNED_FILE, "artifact file")
     if not isinstance(document, dict) or document.get("format") != FORMAT or any(k not in document for k in REQUIRED):
         raise HarnessError(f"artifact {path}: {ALIGNED_FILE} is malformed or of another format version")

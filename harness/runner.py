@@ -146,11 +146,11 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None,
     eval_ctx = EvalContext(store=store, cache=cache, judges=judges, options=eval_options, seed=config.seed,
                            batch_size=config.eval_batch_size)
     with outcome_recorded(store):
-        source = source or reusable_artifact(store, config, seeds, items, reuse_from)
         if getattr(benchmark, "aligns_itself", False):
             # e.g. domain generalization: one alignment per seed domain, each evaluated by the benchmark itself
             aligned, result = benchmark.run(aligner, ctx, items, eval_ctx)
         else:
+            source = source or reusable_artifact(store, config, seeds, items, reuse_from)
             if source is not None:
                 aligned = source.load(backend)
                 if not store.replay:

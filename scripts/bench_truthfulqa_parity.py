@@ -10,7 +10,8 @@ request cache on, so neither side scores a (context, choice) pair twice.
     python scripts/bench_truthfulqa_parity.py --model smollm2-135m-instruct --limit 40
 
 Needs the data mirror (HARNESS_DATA_DIR) or the hub, and lm-eval (`pip install -e .[dev]`).
-Prints MC1, MC2 and wall time of each side, and the per-question agreement.
+Prints MC1, MC2 and wall time of each side (ours twice: every (context, choice) row on its own, then each
+question's context run once and its cache reused for every choice), and the per-question agreement.
 """
 from __future__ import annotations
 
@@ -110,6 +111,18 @@ def lm_eval_reference(backend, questions: list[TruthfulQAQuestion], batch_size: 
                     {q: (v[0], v[1]) for q, v in per_question.items()}, time.perf_counter() - started)
 
 
+def tokens_run(backend, questions: list[TruthfulQAQuestion]) -> tuple[int, int]:
+    """Tokens the model runs: every (context, choice) row whole, and each context once plus every choice."""
+    from benchmarks.truthfulqa import mc_choices, mc_context
+
+    as_rows = shared = 0
+    for question in questions:
+        pairs = [backend._encode_pair(mc_context(question.question, []), " " + c) for c in mc_choices(question)]
+        as_rows += sum(len(context) + len(choice) for context, choice in pairs)
+        shared += len(pairs[0][0]) + sum(len(choice) for _, choice in pairs)
+    return as_rows, shared
+
+
 def disagreements(a: McResult, b: McResult, tolerance: float = 1e-4) -> list[str]:
     """Questions whose MC1 differs, or whose MC2 differs by more than `tolerance`."""
     return [q for q in a.per_question
@@ -130,18 +143,26 @@ def main(argv: list[str] | None = None) -> int:
 
     questions = select_questions(load_truthfulqa()[0], args.limit, args.seed)
     backend = load_model("hf", args.model)
+    backend.share_contexts = False  # before: every (context, choice) row run on its own
+    rows = ours(backend, questions, args.batch_size)
+    backend.share_contexts = True  # now: each question's context run once, its cache reused for every choice
     mine = ours(backend, questions, args.batch_size)
     theirs = lm_eval_reference(backend, questions, args.batch_size)
     differing = disagreements(mine, theirs)
+    rows_tokens, unique_tokens = tokens_run(backend, questions)
     print(f"TruthfulQA MC on {args.model}, {len(questions)} questions, batch size {args.batch_size}")
-    print(f"{'':8s} {'MC1':>8s} {'MC2':>8s} {'wall':>9s}")
-    for name, result in (("harness", mine), ("lm-eval", theirs)):
-        print(f"{name:8s} {100 * result.mc1:7.2f}% {100 * result.mc2:7.2f}% {result.wall_s:8.1f}s")
-    print(f"diff     {100 * (mine.mc1 - theirs.mc1):+7.3f}  {100 * (mine.mc2 - theirs.mc2):+7.3f}   points; "
-          f"{len(differing)} question(s) differ")
+    print(f"tokens run: {rows_tokens} as rows, {unique_tokens} with a shared context (the floor: one forward pass "
+          f"per unique token, {unique_tokens / rows_tokens:.3f} of the rows')")
+    print(f"{'':22s} {'MC1':>8s} {'MC2':>8s} {'wall':>9s} {'x lm-eval':>10s}")
+    for name, result in (("harness (rows)", rows), ("harness (shared ctx)", mine), ("lm-eval", theirs)):
+        print(f"{name:22s} {100 * result.mc1:7.2f}% {100 * result.mc2:7.2f}% {result.wall_s:8.1f}s "
+              f"{result.wall_s / theirs.wall_s:9.2f}x")
+    print(f"diff (shared - lm-eval) {100 * (mine.mc1 - theirs.mc1):+7.3f}  {100 * (mine.mc2 - theirs.mc2):+7.3f}   "
+          f"points; {len(differing)} question(s) differ; rows vs shared: {len(disagreements(rows, mine))} differ")
     if args.json:
         args.json.write_text(json.dumps({
             "model": args.model, "n": len(questions), "batch_size": args.batch_size,
+            "harness_rows": {"mc1": rows.mc1, "mc2": rows.mc2, "wall_s": rows.wall_s},
             "harness": {"mc1": mine.mc1, "mc2": mine.mc2, "wall_s": mine.wall_s},
             "lm_eval": {"mc1": theirs.mc1, "mc2": theirs.mc2, "wall_s": theirs.wall_s},
             "differing_questions": differing}, indent=2))

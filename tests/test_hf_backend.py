@@ -130,6 +130,27 @@ def test_loglikelihood_is_batch_size_invariant(tiny):
     assert all(v < 0 for v in single)
 
 
+def test_continuations_of_one_context_score_the_same_on_one_run_of_it(tiny, tmp_path):
+    """Multiple choice: the shared context is run once and its cache reused; every sum equals the one-row-each
+    path, for one-token and longer answers, odd batch sizes, contexts with a trailing space, and an adapter."""
+    context = "Q: What is the tallest mountain on Earth?\nA:"
+    answers = [" Everest", " Mount Everest in the Himalayas", " K2", " It is Mauna Kea, measured from its base",
+               "!"]
+    pairs = [(context, a) for a in answers] + [("Water boils at ", a) for a in ("100 C", "90 C at altitude")]
+    pairs += [("A lone context", " with one answer")]
+    adapter = tmp_path / "adapter"
+    train_lora(tiny, PAIRS, adapter, epochs=3, learning_rate=1e-2, rank=4, batch_size=4, max_seq_len=64, seed=0)
+    for chosen_adapter in (None, adapter):
+        tiny.share_contexts = False
+        try:
+            alone = tiny.loglikelihood(pairs, chosen_adapter, batch_size=3)
+        finally:
+            tiny.share_contexts = True
+        for batch_size in (1, 2, 8):
+            shared = tiny.loglikelihood(pairs, chosen_adapter, batch_size=batch_size)
+            assert shared == pytest.approx(alone, abs=1e-4)
+
+
 def test_train_lora_learns_masks_prompts_and_round_trips_the_adapter(tiny, tmp_path):
     base_fingerprint = tiny.fingerprint()
     base_ll = tiny.loglikelihood(PAIRS)

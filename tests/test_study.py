@@ -98,7 +98,7 @@ def test_a_bad_plan_is_one_line_naming_its_line(tmp_path, change, message):
 def test_the_built_in_plans_load_by_name(tmp_path):
     leaderboard = load_plan("leaderboard")
     assert set(leaderboard.benchmarks) == {"safety", "truthfulqa", "utility"} and len(leaderboard.seeds) == 3
-    assert leaderboard.preset == "demo" and len(leaderboard.aligners) == 6
+    assert leaderboard.preset == "demo" and len(leaderboard.aligners) == 7  # every aligner, and isara at 1 iteration
     assert load_plan("tiny-study").preset == "tiny"
     with pytest.raises(HarnessError, match="unknown plan 'leaderbord'"):
         load_plan("leaderbord")

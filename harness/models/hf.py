@@ -24,6 +24,7 @@ from harness.hashing import hash_dir, hash_json
 from harness.models.backend import Generation, Progress
 from harness.models.embedded import ModelSpec, resolve_model
 from harness.models.hf_training import TrainingSupport, _seeded
+from harness.models.shared_context import shared_context_loglikelihoods
 from harness.models.prompt_format import PromptFormat
 from harness.types import Sampling
 
@@ -73,6 +74,7 @@ class HFModel(TrainingSupport):
     the last one used stays loaded, so consecutive calls with the same adapter do not reload it."""
 
     description = "transformers on CPU or GPU; LoRA adapters via peft"
+    share_contexts = True  # multiple-choice continuations of one context are scored on one run of it
 
     def __init__(self, spec: ModelSpec, device: str | None = None, dtype: torch.dtype | None = None):
         from peft import PeftModel  # noqa: F401  (fail at load time, not mid-run, if peft is missing)
@@ -225,19 +227,30 @@ class HFModel(TrainingSupport):
 
     def loglikelihood(self, pairs: list[tuple[str, str]], adapter: Path | None = None, *,
                       batch_size: int = 8) -> list[float]:
-        """Sum of log-probabilities of each continuation given its context."""
+        """Sum of log-probabilities of each continuation given its context. Continuations that share a context
+        (multiple choice) are scored on one run of it (harness/models/shared_context.py) unless
+        `self.share_contexts` is False."""
         self._use(adapter)
-        rows = []
-        for context, continuation in pairs:
-            context_ids, continuation_ids = self._encode_pair(context, continuation)
-            rows.append((context_ids + continuation_ids, len(continuation_ids)))
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
-        results = [0.0] * len(rows)
+        encoded = [self._encode_pair(context, continuation) for context, continuation in pairs]
+        results = [0.0] * len(pairs)
+        alone: list[int] = []
+        by_context: dict[tuple[int, ...], list[int]] = {}
+        for i, (context_ids, continuation_ids) in enumerate(encoded):
+            if continuation_ids:
+                by_context.setdefault(tuple(context_ids), []).append(i)
         with torch.inference_mode():
-            for start in range(0, len(order), max(1, batch_size)):
-                chunk = [i for i in order[start:start + max(1, batch_size)] if rows[i][1] > 0]
-                if not chunk:
+            for context_ids, members in by_context.items():
+                if len(members) < 2 or not self.share_contexts:
+                    alone += members
                     continue
+                scores = shared_context_loglikelihoods(self.model, context_ids, [encoded[i][1] for i in members],
+                                                       self.pad_id, self.device, batch_size)
+                for i, score in zip(members, scores):
+                    results[i] = score
+            rows = {i: (encoded[i][0] + encoded[i][1], len(encoded[i][1])) for i in alone}
+            order = sorted(alone, key=lambda i: -len(rows[i][0]))
+            for start in range(0, len(order), max(1, batch_size)):
+                chunk = order[start:start + max(1, batch_size)]
                 logprobs = self.continuation_logprobs(self.model, [rows[i] for i in chunk]).tolist()
                 offset = 0
                 for i in chunk:

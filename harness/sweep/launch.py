@@ -78,7 +78,7 @@ def run_local(jobs: list[Job], state: SweepState, include: list[str]) -> None:
             outcome.attempts = attempt
             try:
                 run_job(job, backends)
-            except (HarnessError, Exception) as exc:  # noqa: B014 (HarnessError named: it is the usual one)
+            except Exception as exc:  # a HarnessError (bad data, a full disk) or a fault: recorded, then retried
                 outcome.error = one_line_error(exc)
                 outcome.wall_s += time.perf_counter() - started
                 progress.say(f"[{number}/{total}] {job.id} failed: {outcome.error}")

@@ -1,52 +1,29 @@
 #!/usr/bin/env bash
-# Regenerates the project's measured leaderboard in reports/leaderboards/: every registered aligner on
-# safety, truthfulqa and utility at the demo preset with the embedded base model (plus one-iteration runs
-# of the iterative aligners on safety, for the per-iteration curves), then the report and the pinned
-# baselines that `harness compare` regression-tests against.
+# Regenerates the project's measured leaderboard in reports/leaderboards/ from the `leaderboard` plan
+# (harness/plans/leaderboard.yaml): every built-in aligner on safety, truthfulqa and utility at the demo preset
+# with the embedded base model, 3 training seeds per cell, each alignment made once and evaluated on every
+# benchmark that uses its seeds (`harness sweep`), then the report (cells over seeds) and the pinned baselines
+# (one per run) that `harness compare` regression-tests against.
 #
 #   reports/leaderboards/regenerate.sh
 #
-# Settings (environment): MODEL (gemma-3-270m), PRESET (demo), SEED (0), RUNS (runs/leaderboard),
-# BENCHMARKS ("safety truthfulqa utility"), ALIGNERS (every registered one), ITERATIVE ("isara spin"), OUT
-# (reports/leaderboards). Finished runs are reused: rerunning after an interruption resumes, and a complete
-# rerun only rebuilds the report.
+# Settings (environment): PLAN (leaderboard: a built-in plan's name or a YAML file), STUDY
+# (runs/leaderboard-study: the sweep's directory), OUT (reports/leaderboards), LAUNCHER (local, or ray), ADDRESS
+# (a Ray cluster, with LAUNCHER=ray). The sweep skips what is finished and resumes what was interrupted, so
+# rerunning after an interruption continues; a job that still fails stops the script before the report.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HARNESS=${HARNESS:-.venv/bin/harness}
-MODEL=${MODEL:-gemma-3-270m}
-PRESET=${PRESET:-demo}
-SEED=${SEED:-0}
-RUNS=${RUNS:-runs/leaderboard}
-BENCHMARKS=${BENCHMARKS:-safety truthfulqa utility}
-ALIGNERS=${ALIGNERS:-$($HARNESS list aligners | awk '{print $1}')}
-ITERATIVE=${ITERATIVE:-isara spin}
+PLAN=${PLAN:-leaderboard}
+STUDY=${STUDY:-runs/leaderboard-study}
 OUT=${OUT:-reports/leaderboards}
+LAUNCHER=${LAUNCHER:-local}
 export HARNESS_DATA_DIR=${HARNESS_DATA_DIR:-$(cd .. && pwd)/shared/data}
 
-registered_benchmarks=$($HARNESS list benchmarks | awk '{print $1}')
-registered_aligners=$(echo "$ALIGNERS" | tr ' ' '\n')
-run() {  # benchmark aligner out-name [extra harness run arguments]
-  local benchmark=$1 aligner=$2 name=$3
-  shift 3
-  echo "== $benchmark / $name"
-  $HARNESS run --aligner "$aligner" --benchmark "$benchmark" --model "$MODEL" --preset "$PRESET" --seed "$SEED" \
-    --out "$RUNS/$PRESET-seed$SEED/$benchmark/$name" --quiet "$@"
-}
-
-for benchmark in $BENCHMARKS; do
-  if ! grep -qx "$benchmark" <<<"$registered_benchmarks"; then
-    echo "== skipping $benchmark: not a registered benchmark"
-    continue
-  fi
-  for aligner in $ALIGNERS; do
-    run "$benchmark" "$aligner" "$aligner"
-  done
-done
-for aligner in $ITERATIVE; do
-  if grep -qx "$aligner" <<<"$registered_aligners" && grep -qx safety <<<"$registered_benchmarks"; then
-    run safety "$aligner" "$aligner-iterations1" --option iterations=1
-  fi
-done
-
-$HARNESS report "$RUNS/$PRESET-seed$SEED" --out "$OUT" --pin-baselines \
-  --title "Measured leaderboard: $MODEL, preset $PRESET, seed $SEED"
+sweep=(sweep "$PLAN" --out "$STUDY" --launcher "$LAUNCHER" --quiet)
+if [ -n "${ADDRESS:-}" ]; then
+  sweep+=(--address "$ADDRESS")
+fi
+$HARNESS "${sweep[@]}"
+title=$($HARNESS list plans | awk -v plan="$PLAN" '$1 == plan {sub(/^[^ ]+ +/, ""); print}')
+$HARNESS report "$STUDY/runs" --out "$OUT" --pin-baselines --title "${title:-Study: $PLAN}"
