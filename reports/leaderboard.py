@@ -262,7 +262,8 @@ def rank(rows: list[Row], columns: list[Column]) -> None:
 def build_leaderboard(runs: list[RunRecord]) -> Leaderboard:
     notes: list[str] = []
     runs = deduplicate(runs, notes)
-    reference = {b: choose_reference([r for r in runs if r.benchmark == b]) for b in {r.benchmark for r in runs}}
+    reference = {b: choose_reference([r for r in runs if r.benchmark == b])
+                 for b in sorted({r.benchmark for r in runs})}
     rows: dict[tuple[str, str, str, str], Row] = {}
     for run in runs:
         setting = describe_difference(comparability_key(run), reference[run.benchmark])

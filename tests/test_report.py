@@ -157,7 +157,7 @@ def test_report_on_real_runs(tmp_path_factory, tmp_path):
     assert rows["icl-only"].name == "icl-only (seeds_file=refuse_all.jsonl)"
     for row in rows.values():
         metrics = json.loads((row.runs[0].path / "metrics.json").read_text())["metrics"]
-        assert row.cells["safety:harmful_rate"] == metrics["harmful_rate"]
+        assert row.cells["safety:harmful_rate"] == {**metrics["harmful_rate"], "n_seeds": 1}  # one seed: its run's
         assert row.cost["wall_s"] > 0 and row.mean_win_rate is not None
     assert {p.path.name for p in report.plots} == {"tradeoff-safety.png", "score-vs-compute.png"}
     assert all(p.path.read_bytes().startswith(PNG_SIGNATURE) for p in report.plots)
