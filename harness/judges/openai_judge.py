@@ -51,6 +51,22 @@ MAX_BACKOFF_S = 30.0
 # Items that failed for good one after another before the judge stops the run: the endpoint is down, not
 # flaky, and waiting out every item's retries would only cost time (what was judged is cached).
 FAILURE_STREAK = 8
+
+
+class FailureStreak:
+    """Consecutive failed requests in the order they finish, shared by the worker threads of one batch."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def record(self, status: str) -> None:
+        with self._lock:
+            self._count = self._count + 1 if status == "failed" else 0
+
+    def reached(self) -> bool:
+        with self._lock:
+            return self._count >= FAILURE_STREAK
 TOP_LOGPROBS = 5  # alternatives asked for the first answer token when a prompt weighs its verdict by them
 # The start-up check gives up sooner than judging does: a host that does not answer should fail fast.
 PREFLIGHT_ATTEMPTS = 2
@@ -169,7 +185,8 @@ class OpenAIJudge:
         if todo:
             self._stop.clear()
             pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo)))
-            futures = {pool.submit(self._complete, prompt, messages[i]): i for i in todo}
+            sent = FailureStreak()
+            futures = {pool.submit(self._complete_unless_failing, prompt, messages[i], sent): i for i in todo}
             streak = 0
             try:
                 with progress.bar(len(todo), f"judge ({role})") as bar:
@@ -241,6 +258,16 @@ class OpenAIJudge:
     def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.api_key_env, "").strip()
         return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def _complete_unless_failing(self, prompt: JudgePrompt, messages: list[dict[str, str]],
+                                 sent: "FailureStreak") -> tuple[str, str, float | None]:
+        """`_complete`, unless the requests finished so far ended in FAILURE_STREAK failures in a row: then the
+        request is not sent (the run is about to stop; a queued worker must not send one more)."""
+        if sent.reached():
+            return "[not sent: the endpoint kept failing]", "failed", None
+        result = self._complete(prompt, messages)
+        sent.record(result[1])
+        return result
 
     def _complete(self, prompt: JudgePrompt, messages: list[dict[str, str]]) -> tuple[str, str, float | None]:
         """(text, status, weighted): the answer, "ok" and, for a prompt with logprob labels, the
