@@ -32,6 +32,7 @@ class AlignConfig:
     aligner: str
     model: str = DEFAULT_MODEL
     backend: str = "hf"
+    backend_options: dict[str, Any] = field(default_factory=dict)  # see RunConfig.backend_options
     preset: str = "demo"
     seed: int = 0
     n_seeds: int | None = None
@@ -47,7 +48,10 @@ class AlignConfig:
     limit: int | None = None  # with scope preset: at most N items of each kind, as `harness eval --limit N`
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "alignment", **asdict(self)}
+        config = {"kind": "alignment", **asdict(self)}
+        if not config["backend_options"]:
+            del config["backend_options"]  # artifacts made before backends had options keep their hash
+        return config
 
     def options(self) -> Any:
         """The aligner's options as its typed dataclass."""
@@ -121,7 +125,7 @@ def execute_align(config: AlignConfig, out_dir: Path | None = None, backend: Any
         store.write_json("seeds.json", [s.to_dict() for s in seeds])
         if backend is None:
             with store.stage("load_model"):
-                backend = load_model(config.backend, config.model)
+                backend = load_model(config.backend, config.model, config.backend_options)
         store.update_manifest(
             kind="alignment", status="running", config=config.to_dict(), preset=config.preset,
             versions=package_versions(), hardware=hardware(), embedder=EMBEDDER_NAME,

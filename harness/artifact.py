@@ -113,11 +113,14 @@ class Artifact:
 
     def run_config(self, benchmark: str, preset: str | None = None, seed: int | None = None, **settings: Any) -> Any:
         """The RunConfig of evaluating this artifact on `benchmark` (preset and seed default to the artifact's);
-        `settings`: limit, judge, judge_options, eval_options, eval_batch_size."""
+        `settings`: limit, judge, judge_options, eval_options, eval_batch_size, and backend (default: the
+        artifact's; its adapter is a standard PEFT directory, so any backend that takes LoRA adapters will do)
+        with backend_options."""
         from harness.config import RunConfig
 
+        settings.setdefault("backend", self["backend"])
         config = RunConfig.from_preset(
-            self["aligner"], benchmark, preset or self["preset"], model=self["model"], backend=self["backend"],
+            self["aligner"], benchmark, preset or self["preset"], model=self["model"],
             seed=self["seed"] if seed is None else seed, n_seeds=self["n_seeds"], seeds_sha256=self["seeds_sha256"],
             artifact=self.key, **settings)
         config.aligner_options = dict(self["aligner_options"])

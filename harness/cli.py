@@ -13,7 +13,8 @@ from typing import NoReturn
 
 from harness import progress, registry
 from harness.config import DEFAULT_MODEL, PRESETS, RunConfig, aligner_options, benchmark_options
-from harness.cli_study import add_align_parser, add_sweep_parser, command_align, command_eval, command_sweep
+from harness.cli_study import (BACKEND_OPTION_HELP, add_align_parser, add_sweep_parser, command_align, command_eval,
+                               command_sweep)
 from harness.errors import HarnessError
 from harness.options import describe, names as option_names
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--benchmark", required=True, help="see `harness list benchmarks`")
     run.add_argument("--model", default=DEFAULT_MODEL, help="embedded model name, Hugging Face id or local path")
     run.add_argument("--backend", default="hf", help="see `harness list backends`")
+    run.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE", help=BACKEND_OPTION_HELP)
     run.add_argument("--preset", default="demo", choices=sorted(PRESETS))
     run.add_argument("--limit", type=int, help="at most N evaluation items of each kind")
     run.add_argument("--seed", type=int, default=0, help="drives every random number generator")
@@ -158,13 +160,23 @@ def add_judge_options(parser: argparse.ArgumentParser) -> None:
                         "see `harness list options`")
 
 
+def checked_backend_options(backend: str, pairs: list[str]) -> dict[str, object]:
+    """--backend-option KEY=VALUE pairs as the backend's typed options; a backend whose package is missing, an
+    unknown key or a bad value is refused in one line before any work."""
+    from harness.models.loading import backend_option_values
+
+    return backend_option_values(backend, option_values(pairs, "--backend-option"))
+
+
 def option_values(pairs: list[str], flag: str = "--option") -> dict[str, str]:
     """KEY=VALUE pairs as strings; `harness.options` parses each against the aligner's option types."""
     values: dict[str, str] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise HarnessError(f"{flag} {pair!r}: expected KEY=VALUE, e.g. {flag} iterations=3")
+            example = {"--backend-option": "base_url=http://127.0.0.1:8000/v1", "--eval-option": "questions=50",
+                       "--judge-option": "threshold=0.6"}.get(flag, "iterations=3")
+            raise HarnessError(f"{flag} {pair!r}: expected KEY=VALUE, e.g. {flag} {example}")
         values[key.strip()] = raw
     return values
 
@@ -232,7 +244,7 @@ def command_run(args: argparse.Namespace) -> int:
     check_run_arguments(args)
     benchmark = registry.get("benchmarks", args.benchmark)
     registry.get("aligners", args.aligner)
-    registry.get("backends", args.backend)
+    backend_options = checked_backend_options(args.backend, args.backend_option)
     if args.judge and not benchmark.judge_roles:
         raise HarnessError(f"benchmark {args.benchmark} uses no judge; drop --judge")
     judge = args.judge or benchmark.default_judge()
@@ -242,8 +254,9 @@ def command_run(args: argparse.Namespace) -> int:
         aligner_options(args.aligner, args.preset, option_values(args.set, "--set"), flag="--set")
     options = option_values(args.set, "--set") | option_values(args.option) | budget_cap(args.budget, args.aligner)
     config = RunConfig.from_preset(
-        args.aligner, args.benchmark, args.preset, model=args.model, backend=args.backend, seed=args.seed,
-        n_seeds=args.n_seeds, seeds_file=str(Path(args.seeds_file).resolve()) if args.seeds_file else None,
+        args.aligner, args.benchmark, args.preset, model=args.model, backend=args.backend,
+        backend_options=backend_options, seed=args.seed, n_seeds=args.n_seeds,
+        seeds_file=str(Path(args.seeds_file).resolve()) if args.seeds_file else None,
         limit=args.limit, judge=judge, judge_options=checked_judge_options(judge, args),
         options=options, eval_options=eval_options, eval_batch_size=args.eval_batch_size,
     )
@@ -269,7 +282,8 @@ def command_list(args: argparse.Namespace) -> int:
         for name, preset in PRESETS.items():
             print(f"{name:10s} {preset.description}")
     elif args.kind == "options":
-        for kind, flag in (("aligners", "--option"), ("benchmarks", "--eval-option"), ("judges", "--judge-option")):
+        for kind, flag in (("aligners", "--option"), ("benchmarks", "--eval-option"), ("judges", "--judge-option"),
+                           ("backends", "--backend-option")):
             print(f"{kind} ({flag} KEY=VALUE):")
             for name in registry.names(kind):
                 options_class = getattr(registry.get(kind, name), "options_class", None)

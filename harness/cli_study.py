@@ -8,6 +8,9 @@ from harness import registry
 from harness.config import DEFAULT_MODEL, PRESETS, RunConfig, aligner_options, benchmark_options
 from harness.errors import HarnessError
 
+BACKEND_OPTION_HELP = ("a backend option, typed and checked before any work, e.g. --backend-option "
+                       "base_url=http://127.0.0.1:8000/v1; see `harness list options`")
+
 
 def add_align_parser(commands: argparse._SubParsersAction, add_judge_options, budget_flag) -> None:
     align = commands.add_parser("align", help="align a model with one method and write an aligned-model artifact "
@@ -15,6 +18,8 @@ def add_align_parser(commands: argparse._SubParsersAction, add_judge_options, bu
     align.add_argument("--aligner", required=True, help="see `harness list aligners`")
     align.add_argument("--model", default=DEFAULT_MODEL, help="embedded model name, Hugging Face id or local path")
     align.add_argument("--backend", default="hf", help="see `harness list backends`")
+    align.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                       help=BACKEND_OPTION_HELP)
     align.add_argument("--preset", default="demo", choices=sorted(PRESETS))
     align.add_argument("--seed", type=int, default=0, help="drives every random number generator")
     align.add_argument("--seeds", type=int, dest="n_seeds", help="sample N seed examples with the seed")
@@ -46,7 +51,9 @@ def add_align_parser(commands: argparse._SubParsersAction, add_judge_options, bu
     evaluate.add_argument("--preset", choices=sorted(PRESETS), help="evaluation sizes (default: the artifact's)")
     evaluate.add_argument("--seed", type=int, help="item sampling and judging seed (default: the artifact's)")
     evaluate.add_argument("--limit", type=int, help="at most N evaluation items of each kind")
-    evaluate.add_argument("--backend", default="hf", help="a model's backend (an artifact uses its own)")
+    evaluate.add_argument("--backend", help="see `harness list backends` (default: hf, or the artifact's)")
+    evaluate.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                          help=BACKEND_OPTION_HELP)
     evaluate.add_argument("--judge", help="see `harness list judges` (default: the benchmark's)")
     add_judge_options(evaluate)
     evaluate.add_argument("--eval-option", action="append", default=[], metavar="KEY=VALUE",
@@ -97,11 +104,11 @@ def check_whole_numbers(*flags: tuple[str, int | None, int]) -> None:
 
 def command_align(args: argparse.Namespace) -> int:
     from harness.align_run import AlignConfig, execute_align
-    from harness.cli import budget_cap, option_values
+    from harness.cli import budget_cap, checked_backend_options, option_values
 
     check_whole_numbers(("--seed", args.seed, 0), ("--seeds", args.n_seeds, 1), ("--limit", args.limit, 1))
     registry.get("aligners", args.aligner)
-    registry.get("backends", args.backend)
+    backend_options = checked_backend_options(args.backend, args.backend_option)
     if args.seeds_file and args.seed_set != "safety":
         raise HarnessError("--seeds-file and --seed-set both name the seeds; pass one")
     if args.limit is not None and args.decontaminate_scope == "full":
@@ -115,7 +122,8 @@ def command_align(args: argparse.Namespace) -> int:
             registry.get("benchmarks", name)
     options = option_values(args.option) | budget_cap(args.budget, args.aligner)
     config = AlignConfig.from_preset(
-        args.aligner, args.preset, options=options, model=args.model, backend=args.backend, seed=args.seed,
+        args.aligner, args.preset, options=options, model=args.model, backend=args.backend,
+        backend_options=backend_options, seed=args.seed,
         n_seeds=args.n_seeds, seed_set=args.seed_set, seed_domain=args.seed_domain,
         seeds_file=str(Path(args.seeds_file).resolve()) if args.seeds_file else None, decontaminate=benchmarks,
         decontamination_scope=args.decontaminate_scope, limit=args.limit)
@@ -128,7 +136,7 @@ def command_align(args: argparse.Namespace) -> int:
 
 def command_eval(args: argparse.Namespace) -> int:
     from harness.artifact import is_artifact, open_artifact
-    from harness.cli import checked_judge_options, option_values
+    from harness.cli import checked_backend_options, checked_judge_options, option_values
     from harness.runner import execute
     from reports.table import print_table
 
@@ -145,13 +153,15 @@ def command_eval(args: argparse.Namespace) -> int:
     benchmark_options(args.benchmark, preset, eval_options)
     common = dict(preset=preset, limit=args.limit, judge=judge, judge_options=checked_judge_options(judge, args),
                   eval_options=eval_options, eval_batch_size=args.eval_batch_size)
+    backend = args.backend or (artifact["backend"] if artifact else "hf")
+    backend_options = checked_backend_options(backend, args.backend_option)
     if artifact is None:
-        registry.get("backends", args.backend)
-        config = RunConfig.from_preset("none", args.benchmark, model=args.model, backend=args.backend,
-                                       seed=args.seed or 0, **common)
+        config = RunConfig.from_preset("none", args.benchmark, model=args.model, backend=backend,
+                                       backend_options=backend_options, seed=args.seed or 0, **common)
     else:
         aligner_options(artifact["aligner"], preset, None)  # the artifact's aligner is registered
-        config = artifact.run_config(args.benchmark, seed=args.seed, **common)
+        config = artifact.run_config(args.benchmark, seed=args.seed, backend=backend,
+                                     backend_options=backend_options, **common)
     document = execute(config, args.out, artifact=artifact.root if artifact else None)
     print_table([document])
     print(f"results: {document['run']}/metrics.json")

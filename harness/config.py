@@ -86,6 +86,8 @@ class RunConfig:
     seeds_file: str | None = None
     seeds_sha256: str | None = None
     limit: int | None = None
+    # The backend's typed options (`--backend-option`, e.g. a server's base_url); {} for the hf backend.
+    backend_options: dict[str, Any] = field(default_factory=dict)
     # The judge of the benchmark's first judge role (None: the benchmark needs no judge).
     judge: str | None = "embedded-safety"
     # Passed to the judge factory (e.g. model, base_url); API keys never go here, only their variable names.
@@ -102,6 +104,8 @@ class RunConfig:
         config = asdict(self)
         if config["artifact"] is None:
             del config["artifact"]  # runs that align themselves keep the config (and hash) they always had
+        if not config["backend_options"]:
+            del config["backend_options"]  # likewise for runs on a backend without options
         return config
 
     def options(self) -> Any:

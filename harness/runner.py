@@ -128,7 +128,7 @@ def execute(config: RunConfig, out_dir: Path | None = None, backend: Any = None,
 
     if backend is None:
         with store.stage("load_model"):
-            backend = load_model(config.backend, config.model)
+            backend = load_model(config.backend, config.model, config.backend_options)
     if not store.replay:
         store.update_manifest(
             status="running", config=config.to_dict(), preset=preset.name, versions=package_versions(),

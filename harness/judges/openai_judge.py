@@ -33,7 +33,7 @@ from harness import progress
 from harness.errors import HarnessError
 from harness.hashing import hash_json
 from harness.judges.judge_prompts import DEFAULT_PROMPTS, JudgePrompt, load_prompt
-from harness.judges.openai_http import Reply, completion_text, first_token_alternatives, http_json, server_message
+from harness.openai_http import Reply, completion_text, first_token_alternatives, http_json, server_message
 from harness.judges.pairwise import Preference
 from harness.judges.roles import JudgeFailure
 from harness.judges.safety import BLANK_VERDICT, SafetyVerdict

@@ -20,12 +20,13 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, GenerationConfig,
 
 from harness.errors import HarnessError
 from harness.progress import no_loading_bars
-from harness.hashing import hash_dir, hash_json
+from harness.hashing import hash_json
 from harness.models.backend import Generation, Progress
 from harness.models.embedded import ModelSpec, resolve_model
 from harness.models.hf_training import TrainingSupport, _seeded
 from harness.models.shared_context import shared_context_loglikelihoods
-from harness.models.prompt_format import PromptFormat
+from harness.models.identity import AdapterHashes, weights_id
+from harness.models.tokenization import Tokenization
 from harness.types import Sampling
 
 # peft calls a transformers method that transformers deprecates; the warning says nothing to our users.
@@ -93,54 +94,20 @@ class HFModel(TrainingSupport):
         self._base.requires_grad_(False)
         self.model: torch.nn.Module = self._base  # the base itself, or a PeftModel wrapping it
         self._adapter_hash: str | None = None  # content hash of the adapter loaded in self.model
-        self._adapter_hashes: dict[tuple[str, int], str] = {}  # (path, mtime) -> content hash
+        self._adapter_hashes = AdapterHashes()
         self._base_hash: str | None = None
-        self.prompt_format = PromptFormat(spec.prompt_format, self.tokenizer if spec.prompt_format == "chat" else None,
-                                          self.tokenizer.eos_token or "")
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
-        self.pad_id = int(self.tokenizer.pad_token_id)
-        self.eos_ids = self._eos_ids()
-        if not self.eos_ids:
-            raise HarnessError(f"model {spec.name} has no end-of-sequence token; it cannot be used for generation")
+        eos = self._base.generation_config.eos_token_id
+        self.tokens = Tokenization(spec, self.tokenizer, [eos] if isinstance(eos, int) else list(eos or []))
+        self.prompt_format = self.tokens.prompt_format
+        self.pad_id, self.eos_ids = self.tokens.pad_id, self.tokens.eos_ids
 
-    def _eos_ids(self) -> list[int]:
-        ids = self._base.generation_config.eos_token_id
-        ids = [ids] if isinstance(ids, int) else list(ids or [])
-        if self.tokenizer.eos_token_id is not None:
-            ids.append(self.tokenizer.eos_token_id)
-        return sorted(set(int(i) for i in ids))
-
-    # ----- tokenization ------------------------------------------------------------------------------
+    # ----- tokenization (harness/models/tokenization.py, shared with the other backends) -------------
 
     def encode(self, text: str, special: bool = True) -> list[int]:
-        """Token ids; special tokens (BOS) are added unless the text already starts with BOS (chat templates)."""
-        bos = self.tokenizer.bos_token
-        if special and bos and text.startswith(bos):
-            special = False
-        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+        return self.tokens.encode(text, special)
 
     def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """Context and continuation tokens the way lm-evaluation-harness splits them.
-
-        Trailing whitespace of the context moves to the continuation; the whole string is encoded and
-        split at the context's own token length. Where the tokenizer merges characters across the
-        boundary (the whole encoding does not start with the context's encoding), we instead encode
-        the continuation separately and append it, so the context is always tokenized exactly as the
-        model would see it alone.
-        """
-        stripped = context.rstrip()
-        continuation = context[len(stripped):] + continuation
-        context_ids = self.encode(stripped)
-        whole = self.encode(stripped + continuation)
-        if whole[:len(context_ids)] == context_ids and len(whole) > len(context_ids):
-            continuation_ids = whole[len(context_ids):]
-        else:
-            continuation_ids = self.encode(continuation, special=False)
-        if not context_ids:  # nothing to condition on: start from BOS (or EOS), as lm-eval does
-            fallback = self.tokenizer.bos_token_id
-            context_ids = [fallback if fallback is not None else self.eos_ids[0]]
-        return context_ids, continuation_ids
+        return self.tokens.encode_pair(context, continuation)
 
     def left_pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(r) for r in rows)
@@ -263,15 +230,7 @@ class HFModel(TrainingSupport):
 
     def adapter_hash(self, path: Path | None) -> str | None:
         """Content hash of an adapter directory (memoised per path and modification time)."""
-        if path is None:
-            return None
-        path = Path(path)
-        if not (path / "adapter_config.json").exists():
-            raise HarnessError(f"{path} holds no LoRA adapter (adapter_config.json is missing)")
-        key = (str(path.resolve()), (path / "adapter_config.json").stat().st_mtime_ns)
-        if key not in self._adapter_hashes:
-            self._adapter_hashes[key] = hash_dir(path)
-        return self._adapter_hashes[key]
+        return self._adapter_hashes(path)
 
     def _drop_adapter(self) -> None:
         from peft import PeftModel
@@ -301,12 +260,7 @@ class HFModel(TrainingSupport):
     def weights_hash(self) -> str:
         """Identifies the base weights: the source file's hash, the pinned hub revision, or the files' hash."""
         if self._base_hash is None:
-            if self.spec.sha256:  # converted from a GGUF file we hashed
-                self._base_hash = f"{self.spec.source}#{self.spec.sha256}"
-            elif self.spec.source.startswith("hf:"):  # pinned to the snapshot's commit
-                self._base_hash = self.spec.source
-            else:
-                self._base_hash = hash_dir(self.spec.path)
+            self._base_hash = weights_id(self.spec)
         return self._base_hash
 
     @property

@@ -114,6 +114,11 @@ class TrainingSupport:
                 sums.append(self.row_logprob_sums(self.model, rows[start:start + max(1, batch_size)]))
         return torch.cat(sums) if sums else torch.zeros(0)
 
+    def adopt_adapter(self, out_dir: Path) -> None:
+        """Records the adapter another process saved from the same weights as this process's model (data-parallel
+        training: only the main process writes)."""
+        self._adapter_hash = hash_dir(out_dir)
+
     def save_adapter(self, model: torch.nn.Module, out_dir: Path) -> None:
         """Writes the adapter atomically (a kill never leaves half of one) and records its hash as the active one."""
         out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,8 @@ def jobs_of_alignment(plan: Plan, out: Path, model: str, entry: Any, seed: int, 
         if getattr(registry.get("benchmarks", benchmark), "aligns_itself", False):
             config = RunConfig.from_preset(entry.name, benchmark, plan.preset, options=entry.options,
                                            eval_options=plan.eval_options.get(benchmark), model=model,
-                                           backend=plan.backend, seed=seed, limit=plan.limit,
+                                           backend=plan.backend, backend_options=plan.backend_options,
+                                           seed=seed, limit=plan.limit,
                                            judge=judge_of(plan, benchmark))
             jobs.append(Job(f"run:{benchmark}:{model}:{label}:seed{seed}", "run",
                             str(run_dir(out, benchmark, model, label, plan.preset, seed)), config.to_dict()))
@@ -64,7 +65,8 @@ def jobs_of_alignment(plan: Plan, out: Path, model: str, entry: Any, seed: int, 
             by_seed_set.setdefault(seed_set_of(plan, benchmark), []).append(benchmark)
     for seed_set, benchmarks in by_seed_set.items():
         align = AlignConfig.from_preset(entry.name, plan.preset, options=entry.options, model=model,
-                                        backend=plan.backend, seed=seed, seed_set=seed_set, seed_domain=domain,
+                                        backend=plan.backend, backend_options=plan.backend_options, seed=seed,
+                                        seed_set=seed_set, seed_domain=domain,
                                         decontaminate=list(benchmarks), limit=plan.limit)
         name = f"{label}-{seed_set}-{plan.preset}-seed{seed}"
         artifact = out / "artifacts" / path_component(model) / path_component(name)
@@ -74,7 +76,8 @@ def jobs_of_alignment(plan: Plan, out: Path, model: str, entry: Any, seed: int, 
             jobs.append(Job(f"eval:{benchmark}:{model}:{label}:seed{seed}", "eval",
                             str(run_dir(out, benchmark, model, label, plan.preset, seed)),
                             {"benchmark": benchmark, "preset": plan.preset, "seed": seed, "limit": plan.limit,
-                             "judge": judge_of(plan, benchmark), "eval_options": plan.eval_options.get(benchmark) or {}},
+                             "judge": judge_of(plan, benchmark), "eval_options": plan.eval_options.get(benchmark) or {},
+                             **({"backend_options": plan.backend_options} if plan.backend_options else {})},
                             depends=[align_id], artifact=str(artifact)))
     return jobs
 
@@ -114,26 +117,27 @@ def run_job(job: Job, backends: dict | None = None) -> None:
     if job.kind == "align":
         config_data = {k: v for k, v in job.config.items() if k != "kind"}
         config = AlignConfig(**config_data)
-        execute_align(config, Path(job.out), backend=shared_backend(backends, config.backend, config.model))
+        execute_align(config, Path(job.out), backend=shared_backend(backends, config))
     elif job.kind == "run":
         config = RunConfig(**job.config)
-        execute(config, Path(job.out), backend=shared_backend(backends, config.backend, config.model))
+        execute(config, Path(job.out), backend=shared_backend(backends, config))
     else:
         artifact = open_artifact(Path(job.artifact))
         spec, judge = job.config, job.config["judge"]
         config = artifact.run_config(spec["benchmark"], spec["preset"], spec["seed"], limit=spec["limit"], judge=judge,
                                      judge_options=judge_option_values(judge, {}) if judge else {},
-                                     eval_options=spec["eval_options"])
-        execute(config, Path(job.out), backend=shared_backend(backends, config.backend, config.model),
+                                     eval_options=spec["eval_options"], backend_options=spec.get("backend_options", {}))
+        execute(config, Path(job.out), backend=shared_backend(backends, config),
                 artifact=artifact.root)
 
 
-def shared_backend(backends: dict, backend: str, model: str) -> Any:
+def shared_backend(backends: dict, config: Any) -> Any:
     """One loaded model per process: a job on another model replaces it (two would double the memory)."""
+    from harness.hashing import hash_json
     from harness.models.loading import load_model
 
-    key = (backend, model)
+    key = (config.backend, config.model, hash_json(config.backend_options))
     if key not in backends:
         backends.clear()
-        backends[key] = load_model(backend, model)
+        backends[key] = load_model(config.backend, config.model, config.backend_options)
     return backends[key]

@@ -8,7 +8,7 @@
 
 Optional keys: judges (benchmark -> judge), seed_set (a built-in seed set for every alignment, or `auto`: each
 benchmark's own, alignments shared by benchmarks with the same set), limit, eval_options (benchmark -> options),
-backend, retries, resources (cpus, gpus, memory_gb of each job on Ray), title. Every name and value is checked
+backend, backend_options (e.g. a server's base_url), retries, resources (cpus, gpus, memory_gb of each job on Ray), title. Every name and value is checked
 before any job runs; an error names the plan's line.
 """
 from __future__ import annotations
@@ -27,8 +27,7 @@ from harness.judges.build import judge_option_values
 from harness.seeds import builtin_seed_file
 
 KEYS = ("models", "aligners", "benchmarks", "seeds", "preset", "judges", "seed_set", "seed_domains", "limit",
-        "eval_options",
-        "backend", "retries", "resources", "title", "description")
+        "eval_options", "backend", "backend_options", "retries", "resources", "title", "description")
 REQUIRED = ("models", "aligners", "benchmarks", "seeds", "preset")
 AUTO_SEED_SET = "auto"
 PLAN_DIR = Path(__file__).resolve().parents[1] / "plans"  # built-in plans, package data
@@ -71,6 +70,7 @@ class Plan:
     limit: int | None = None
     eval_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     backend: str = "hf"
+    backend_options: dict[str, Any] = field(default_factory=dict)
     retries: int = 1
     resources: Resources = field(default_factory=Resources)
     title: str = ""
@@ -152,6 +152,7 @@ class PlanReader:
             raise self.fail(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}", "preset")
         backend = self.name(data.get("backend", "hf"), "backend", ("backend",))
         self.registered("backends", backend, "backend")
+        backend_options = self.backend_options(backend)
         models = [self.name(m, "model", ("models", i)) for i, m in enumerate(self.items("models"))]
         benchmarks = [self.name(b, "benchmark", ("benchmarks", i)) for i, b in enumerate(self.items("benchmarks"))]
         for i, name in enumerate(benchmarks):
@@ -165,7 +166,7 @@ class PlanReader:
                 raise self.fail(f"{what} {doubled[0]} is listed twice", what + "s")
         limit = data.get("limit")
         plan = Plan(source=str(self.path), models=models, aligners=aligners, benchmarks=benchmarks, seeds=seeds,
-                    preset=preset, backend=backend, seed_set=self.seed_set(data.get("seed_set", AUTO_SEED_SET)),
+                    preset=preset, backend=backend, backend_options=backend_options, seed_set=self.seed_set(data.get("seed_set", AUTO_SEED_SET)),
                     limit=None if limit is None else self.whole(limit, "limit", 1, "limit"),
                     retries=self.whole(data.get("retries", 1), "retries", 0, "retries"),
                     title=str(data.get("title") or ""))
@@ -283,6 +284,17 @@ class PlanReader:
             except HarnessError as exc:
                 raise self.fail(str(exc), "eval_options", benchmark) from None
         return {str(b): dict(o) for b, o in given.items()}
+
+    def backend_options(self, backend: str) -> dict[str, Any]:
+        from harness.models.loading import backend_option_values
+
+        given = self.data.get("backend_options") or {}
+        if not isinstance(given, dict):
+            raise self.fail("backend_options: expected a mapping of option names to values", "backend_options")
+        try:
+            return backend_option_values(backend, {str(k): v for k, v in given.items()})
+        except HarnessError as exc:
+            raise self.fail(str(exc), "backend_options") from None
 
     def resources(self) -> Resources:
         given = self.data.get("resources") or {}

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
+from tqdm import tqdm
 
 from harness.errors import HarnessError
 from harness.progress import bar as progress_bar
 from harness.store import write_json_atomic
+from harness.train.distributed import Processes, processes
 from harness.train.schedule import BudgetedBatches
 from harness.train.options import TrainOptions
 from harness.types import Example
@@ -48,10 +50,11 @@ class SftOutcome:
 
 @contextmanager
 def training(handle: Any, model: torch.nn.Module, out_dir: Path, steps: int, desc: str,
-             progress: Progress | None) -> Iterator[Callable[[], None]]:
+             progress: Progress | None, group: Processes = Processes(0, 1)) -> Iterator[Callable[[], None]]:
     """Train mode for the block, which calls the yielded function once per optimizer step (a progress bar,
-    and `progress` when given); then eval mode and, when the block finished, the adapter saved to out_dir."""
-    bar = progress_bar(steps, desc)
+    and `progress` when given); then eval mode and, when the block finished, the adapter saved to out_dir (by
+    the main process, the others waiting for it)."""
+    bar = progress_bar(steps, desc) if group.is_main else tqdm(total=steps, disable=True)
 
     def step_done() -> None:
         bar.update(1)
@@ -64,7 +67,18 @@ def training(handle: Any, model: torch.nn.Module, out_dir: Path, steps: int, des
     finally:
         bar.close()
         model.eval()
-    handle.save_adapter(model, Path(out_dir))
+    if group.is_main:
+        handle.save_adapter(model, Path(out_dir))
+    group.wait_for_all()
+    if not group.is_main:
+        handle.adopt_adapter(Path(out_dir))
+
+
+def trainer_of(backend: Any) -> Any:
+    """The model handle that trains for `backend`: the `hf` backend trains itself; a backend that only runs
+    inference elsewhere (vllm, an OpenAI-compatible server) hands over a transformers copy of its model."""
+    training_model = getattr(backend, "training_model", None)
+    return training_model() if callable(training_model) else backend
 
 
 def optimizer_for(model: torch.nn.Module, learning_rate: float) -> tuple[list[torch.nn.Parameter], torch.optim.Optimizer]:
@@ -85,6 +99,7 @@ def train_lora(handle: Any, pairs: list[tuple[str, str]], out_dir: Path, *, epoc
     the cap is never exceeded. Even with no step taken, an adapter (the initial one) is saved.
     """
     started = time.perf_counter()
+    handle = trainer_of(handle)
     handle.check_training_fits(batch_size, max_seq_len)
     rows = handle.training_rows(pairs, max_seq_len)
     if not rows:
@@ -92,18 +107,43 @@ def train_lora(handle: Any, pairs: list[tuple[str, str]], out_dir: Path, *, epoc
     model = handle.trainable(rank, seed, init_adapter)
     params, optimizer = optimizer_for(model, learning_rate)
     schedule = BudgetedBatches([n for _ids, n in rows], batch_size, epochs, seed, max_steps, max_tokens)
+    group = processes(handle.device)
     losses: list[float] = []
-    with training(handle, model, out_dir, schedule.steps, f"train LoRA ({len(rows)} pairs)", progress) as step_done:
+    with training(handle, model, out_dir, schedule.steps, f"train LoRA ({len(rows)} pairs)", progress,
+                  group) as step_done:
         for batch in schedule:
-            loss = -handle.continuation_logprobs(model, [rows[i] for i in batch]).mean()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if group.count == 1:
+                loss = float(_backward_mean_loss(handle, model, [rows[i] for i in batch]))
+            else:
+                loss = _backward_shared_loss(handle, model, [rows[i] for i in batch], group, params)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
-            losses.append(float(loss.detach()))
+            losses.append(loss)
             step_done()
     return TrainResult(losses=losses, tokens_trained=schedule.tokens, steps=len(losses),
                        wall_s=time.perf_counter() - started, stopped_at_budget=schedule.stopped_at_budget)
+
+
+def _backward_mean_loss(handle: Any, model: torch.nn.Module, rows: list[tuple[list[int], int]]) -> torch.Tensor:
+    loss = -handle.continuation_logprobs(model, rows).mean()  # per completion token, over the batch
+    loss.backward()
+    return loss.detach()
+
+
+def _backward_shared_loss(handle: Any, model: torch.nn.Module, rows: list[tuple[list[int], int]],
+                          group: Processes, params: list[torch.nn.Parameter]) -> float:
+    """The batch's mean loss per completion token with this process's share of the rows: its summed loss over the
+    whole batch's token count, gradients summed across processes (together: the one-process gradient)."""
+    total = sum(n for _ids, n in rows)
+    mine = group.share(rows)
+    summed = 0.0
+    if mine:
+        loss = -handle.continuation_logprobs(model, mine).sum()
+        (loss / total).backward()
+        summed = float(loss.detach())
+    group.sum_gradients(params)
+    return group.sum(summed) / total
 
 
 def finetune(handle: Any, examples: list[Example], out_dir: Path, options: TrainOptions, seed: int,

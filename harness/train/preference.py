@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from harness.errors import HarnessError
-from harness.train.lora import Progress, TrainResult, optimizer_for, training
+from harness.train.distributed import processes
+from harness.train.lora import Progress, TrainResult, optimizer_for, trainer_of, training
 from harness.train.schedule import BudgetedBatches
 
 DEFAULT_BETA = 0.1
@@ -65,6 +66,7 @@ def train_spin(handle: Any, triples: list[tuple[str, str, str]], out_dir: Path, 
     `max_tokens` caps them as in `train_lora`.
     """
     started = time.perf_counter()
+    handle = trainer_of(handle)
     handle.check_training_fits(batch_size, max_seq_len)
     pairs = []
     for prompt, real, generated in triples:
@@ -81,15 +83,18 @@ def train_spin(handle: Any, triples: list[tuple[str, str, str]], out_dir: Path, 
     counts = [real[1] + generated[1] for real, generated in pairs]
     schedule = BudgetedBatches(counts, batch_size, epochs, seed, max_tokens=max_tokens)
     micro = max(1, batch_size // 2)
+    group = processes(handle.device)  # several processes: each takes its share of every batch (distributed.py)
     losses: list[float] = []
     accuracy: list[float] = []
     margins: list[float] = []
-    with training(handle, model, out_dir, schedule.steps, f"train SPIN ({len(pairs)} pairs)", progress) as step_done:
+    with training(handle, model, out_dir, schedule.steps, f"train SPIN ({len(pairs)} pairs)", progress,
+                  group) as step_done:
         for batch in schedule:
             optimizer.zero_grad(set_to_none=True)
             step_loss = step_accuracy = step_margin = 0.0
-            for chunk_start in range(0, len(batch), micro):
-                chunk = batch[chunk_start:chunk_start + micro]
+            mine = group.share(batch)
+            for chunk_start in range(0, len(mine), micro):
+                chunk = mine[chunk_start:chunk_start + micro]
                 policy = handle.row_logprob_sums(model, [row for i in chunk for row in pairs[i]]).view(-1, 2)
                 out = spin_loss(policy[:, 0], policy[:, 1], reference[chunk, 0], reference[chunk, 1], beta)
                 share = len(chunk) / len(batch)
@@ -97,11 +102,12 @@ def train_spin(handle: Any, triples: list[tuple[str, str, str]], out_dir: Path, 
                 step_loss += float(out.loss.detach()) * share
                 step_accuracy += out.reward_accuracy * share
                 step_margin += out.reward_margin * share
+            group.sum_gradients(params)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
-            losses.append(step_loss)
-            accuracy.append(step_accuracy)
-            margins.append(step_margin)
+            losses.append(group.sum(step_loss))
+            accuracy.append(group.sum(step_accuracy))
+            margins.append(group.sum(step_margin))
             step_done()
     return SpinResult(losses=losses, tokens_trained=schedule.tokens, steps=len(losses),
                       wall_s=time.perf_counter() - started, stopped_at_budget=schedule.stopped_at_budget,

@@ -1,5 +1,5 @@
-"""The HTTP side of the `openai` judge: one JSON request that never raises for network trouble or error
-statuses (the judge decides what to retry), and reading a chat-completion reply."""
+"""The HTTP side of the `openai` judge and the `openai-server` backend: one JSON request that never raises for
+network trouble or error statuses (the caller decides what to retry), and reading a chat-completion reply."""
 from __future__ import annotations
 
 import json
