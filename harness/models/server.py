@@ -65,9 +65,9 @@ class ServerBackend:
         self._on_server: dict[str, str] = {}  # adapter content hash -> its name on the server
         self._trainer: Any = None
         self._weights: str | None = None
-        self.text_prompts = False  # set once the server refuses token-id prompts
         self.served_model = self._served_model()
         self.engine = self._engine_version()
+        self.text_prompts = self._takes_only_text()
 
     # ----- HTTP ---------------------------------------------------------------------------------------
 
@@ -120,22 +120,24 @@ class ServerBackend:
             return f"version {reply.body['version']}"
         return "unknown"
 
+    def _takes_only_text(self) -> bool:
+        """Whether the server refuses a prompt of token ids (`transformers serve` takes only text), asked once at
+        start so that the fingerprint says which kind every result was computed with."""
+        probe = {"model": self.served_model, "prompt": [self.tokens.eos_ids[0]], "max_tokens": 1, "temperature": 0,
+                 "top_p": 1.0}
+        reply = self._request("POST", f"{self.base_url}/completions", probe)
+        return reply.status == 400 and "prompt" in server_message(reply.body).lower()
+
     def _completion(self, body: dict[str, Any], text: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the first choice, the usage) of a /completions request whose prompt is token ids. A server that takes
-        only text prompts (`transformers serve`) is sent `text` instead, where the caller allows it (generation)."""
-        url = f"{self.base_url}/completions"
-        reply = None
-        if not self.text_prompts:
-            reply = self._request("POST", url, body)
-            if reply.status == 400 and "prompt" in server_message(reply.body).lower() and text is not None:
-                self.text_prompts = True  # it tokenizes the text itself; remembered for every later request
-                reply = None
-        if reply is None:
+        only text prompts is sent `text` instead, where the caller allows it (generation)."""
+        if self.text_prompts:
             if text is None:
                 raise HarnessError(f"the server at {self.base_url} takes only text prompts, so it cannot score the "
                                    "harness's tokens: log-likelihoods need a server that takes token ids (vLLM, "
                                    "llama.cpp server) or the hf or vllm backend")
-            reply = self._request("POST", url, {**body, "prompt": text})
+            body = {**body, "prompt": text}  # the server tokenizes it itself
+        reply = self._request("POST", f"{self.base_url}/completions", body)
         if reply.status == 404 and "model" not in server_message(reply.body).lower():
             raise HarnessError(f"the server at {self.base_url} has no /completions endpoint (a chat-only server?); "
                                "the openai-server backend sends the harness's own token ids there, for generation "
