@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 from harness.models.embedded import ModelSpec
 from harness.models.prompt_format import PromptFormat
@@ -24,6 +24,12 @@ class Generation:
     text: str  # the continuation only, cut before the first stop string
     n_tokens: int  # tokens generated (up to the stop string or EOS, inclusive)
     finish: str  # "stop" (stop string or EOS) or "length"
+
+
+def cut_at_stops(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """`text` cut before the first of `stops` it contains, and whether it was cut (shared by the backends)."""
+    cuts = [text.find(s) for s in stops if s and s in text]
+    return (text[:min(cuts)], True) if cuts else (text, False)
 
 
 @runtime_checkable

@@ -21,7 +21,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, GenerationConfig,
 from harness.errors import HarnessError
 from harness.progress import no_loading_bars
 from harness.hashing import hash_json
-from harness.models.backend import Generation, Progress
+from harness.models.backend import Generation, Progress, cut_at_stops
 from harness.models.embedded import ModelSpec, resolve_model
 from harness.models.hf_training import TrainingSupport, _seeded
 from harness.models.shared_context import shared_context_loglikelihoods
@@ -58,10 +58,6 @@ class _StopStrings(StoppingCriteria):
             done[row] = row in self.stopped_at
         return done
 
-
-def _cut_at_stops(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    cuts = [text.find(s) for s in stops if s and s in text]
-    return (text[:min(cuts)], True) if cuts else (text, False)
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -165,7 +161,7 @@ class HFModel(TrainingSupport):
                 n_tokens = hit_eos + 1
             n_tokens = min(n_tokens, stopper.stopped_at.get(row, n_tokens))
             text = self.tokenizer.decode(tokens[:n_tokens], skip_special_tokens=True)
-            text, stopped = _cut_at_stops(text, sampling.stop)
+            text, stopped = cut_at_stops(text, sampling.stop)
             stopped = stopped or (hit_eos is not None and hit_eos < n_tokens)
             generations.append(Generation(text, n_tokens, "stop" if stopped else "length"))
         return generations

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from harness.errors import HarnessError
 from harness.hashing import hash_json
-from harness.models.backend import Generation, Progress
+from harness.models.backend import Generation, Progress, cut_at_stops
 from harness.models.embedded import ModelSpec
 from harness.models.identity import AdapterHashes, weights_id
 from harness.models.tokenization import Tokenization
@@ -46,10 +46,6 @@ class ServerOptions:
     timeout_s: float = option(600.0, "seconds to wait for one answer", above=0)
     max_retries: int = option(2, "retries of a request that timed out or got a 5xx status", minimum=0)
 
-
-def _cut_at_stops(text: str, stops: tuple[str, ...] | list[str]) -> tuple[str, bool]:
-    cuts = [text.find(s) for s in stops if s and s in text]
-    return (text[:min(cuts)], True) if cuts else (text, False)
 
 
 class ServerBackend:
@@ -206,7 +202,7 @@ class ServerBackend:
                 body["stop"] = stops
             choice, usage = self._completion(body, text=prompt)
             raw = choice.get("text") or ""
-            text, cut = _cut_at_stops(raw, stops)
+            text, cut = cut_at_stops(raw, stops)
             finish = "stop" if cut or choice.get("finish_reason") == "stop" else "length"
             n_tokens = usage.get("completion_tokens")
             if not isinstance(n_tokens, int):  # a server that reports no usage: count the text's tokens
