@@ -7,7 +7,8 @@
 For every backend after the first (the reference, `hf`), on the same embedded model and prompts:
 - greedy generations: the share identical to the reference's over `--prompts` TruthfulQA questions asked in
   the model's answer format (`--max-new-tokens`), and the prompts that differ;
-- TruthfulQA MC1/MC2 over `--questions` questions through the benchmark's own scoring code, with an empty cache;
+- TruthfulQA MC1/MC2 over `--questions` questions (`--questions-for B=N`: the first N for backend B, compared
+  with the reference on those) through the benchmark's own scoring code, with an empty cache;
 - throughput of ISARA-style sampling (`--gen-prompts` prompts, `--gen-tokens` new tokens, temperature 0.7, no
   stop strings): new tokens per second; for `hf` also one prompt at a time;
 - cold start: seconds to load the backend.
@@ -54,12 +55,26 @@ def greedy(backend, prompts: list[str], max_new_tokens: int) -> list[str]:
     return [g.text for g in backend.generate(prompts, sampling, batch_size=16)]
 
 
-def multiple_choice(backend, questions) -> dict[str, float]:
+def multiple_choice(backend, questions) -> dict[str, Any]:
+    """MC1/MC2 in points over `questions`, and each question's scores (to compare on a shared prefix)."""
     with tempfile.TemporaryDirectory() as tmp:
         scores, wall = timed(lambda: mc_loglikelihoods(AlignedModel(backend), questions, Cache(Path(tmp)), 8))
     mc1 = [mc1_score([s[c] for c in q.mc1_choices], q.mc1_labels) for q, s in zip(questions, scores)]
     mc2 = [mc2_score([s[c] for c in q.mc2_choices], q.mc2_labels) for q, s in zip(questions, scores)]
-    return {"mc1": 100 * sum(mc1) / len(mc1), "mc2": 100 * sum(mc2) / len(mc2), "wall_s": round(wall, 2)}
+    return {**mean_points(mc1, mc2), "questions": len(questions), "wall_s": round(wall, 2),
+            "per_question": {"mc1": mc1, "mc2": mc2}}
+
+
+def mean_points(mc1: list[float], mc2: list[float]) -> dict[str, float]:
+    return {"mc1": 100 * sum(mc1) / len(mc1), "mc2": 100 * sum(mc2) / len(mc2)}
+
+
+def mc_difference(row: dict[str, Any], reference: dict[str, Any]) -> dict[str, float]:
+    """Points by which `row`'s MC1/MC2 differ from the reference's on the questions both scored."""
+    n = row["questions"]
+    ours = mean_points(row["per_question"]["mc1"], row["per_question"]["mc2"])
+    theirs = mean_points(reference["per_question"]["mc1"][:n], reference["per_question"]["mc2"][:n])
+    return {k: round(ours[k] - theirs[k], 4) for k in ("mc1", "mc2")}
 
 
 def throughput(backend, prompts: list[str], tokens: int, batch_size: int) -> dict[str, float]:
@@ -77,6 +92,8 @@ def main() -> int:
     parser.add_argument("--prompts", type=int, default=50)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--questions", type=int, default=40)
+    parser.add_argument("--questions-for", action="append", default=[], metavar="BACKEND=N",
+                        help="fewer MC questions for one backend (the first N of --questions)")
     parser.add_argument("--gen-prompts", type=int, default=32)
     parser.add_argument("--gen-tokens", type=int, default=96)
     parser.add_argument("--skip-throughput", action="store_true")
@@ -85,6 +102,8 @@ def main() -> int:
 
     names = [name.strip() for name in args.backends.split(",") if name.strip()]
     options = backend_options(args.backend_option)
+    questions_for = {name: min(int(n), args.questions)
+                     for name, _, n in (pair.partition("=") for pair in args.questions_for)}
     questions, _sources = load_truthfulqa()
     chosen = select_questions(questions, max(args.prompts, args.questions, args.gen_prompts), seed=0)
     results: dict[str, Any] = {"model": args.model, "backends": {}}
@@ -95,7 +114,7 @@ def main() -> int:
         prompts = [fmt.answer_prompt(q.question) for q in chosen]
         row: dict[str, Any] = {"cold_start_s": round(load_s, 1)}
         texts, row["greedy_wall_s"] = timed(lambda: greedy(backend, prompts[:args.prompts], args.max_new_tokens))
-        row["multiple_choice"] = multiple_choice(backend, chosen[:args.questions])
+        row["multiple_choice"] = multiple_choice(backend, chosen[:questions_for.get(name, args.questions)])
         if not args.skip_throughput:
             gen = prompts[:args.gen_prompts]
             row["throughput"] = {"batched": throughput(backend, gen, args.gen_tokens, batch_size=16)}
@@ -108,10 +127,11 @@ def main() -> int:
             row["greedy_identical"] = {"identical": len(texts) - len(differ), "of": len(texts),
                                        "differ": [{"prompt": chosen[i].question, reference["name"]: reference["texts"][i],
                                                    name: texts[i]} for i in differ]}
-            row["mc_difference_points"] = {k: round(row["multiple_choice"][k] - reference["mc"][k], 4)
-                                           for k in ("mc1", "mc2")}
+            row["mc_difference_points"] = mc_difference(row["multiple_choice"], reference["mc"])
         results["backends"][name] = row
-        print(json.dumps({name: {k: v for k, v in row.items() if k != "greedy_identical"}}), flush=True)
+        brief = {k: v for k, v in row.items() if k != "greedy_identical"}
+        brief["multiple_choice"] = {k: v for k, v in row["multiple_choice"].items() if k != "per_question"}
+        print(json.dumps({name: brief}), flush=True)
         if "greedy_identical" in row:
             same = row["greedy_identical"]
             print(f"{name}: greedy identical to {reference['name']} on {same['identical']}/{same['of']} prompts",

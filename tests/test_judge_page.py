@@ -12,7 +12,7 @@ needs_mirror = pytest.mark.skipif(not (DATA_DIR / "xstest").is_dir(), reason="no
 
 def test_built_in_judges_and_the_sets_they_are_checked_on():
     assert builtin_judges() == ["embedded-pairwise", "embedded-pairwise-single", "embedded-safety",
-                                "embedded-truth", "keyword-refusal"]
+                                "embedded-safety-ce", "embedded-truth", "keyword-refusal"]
     assert "refusal-direction-llamaguard" not in HUMAN_SETS["safety"]  # machine labels are not the bar
     assert "llmbar" not in HUMAN_SETS["pairwise"]  # natural + adversarial, reported apart
 
@@ -21,8 +21,10 @@ def test_built_in_judges_and_the_sets_they_are_checked_on():
 def test_every_judge_of_a_role_against_its_human_labels(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_DATA_DIR", str(DATA_DIR))
     rows, skipped = validate_all(["keyword-refusal", "embedded-truth"], DATA_DIR, limit=30)
+    cut = [f"{head}, cut to {chars} chars" for chars in (200, 100) for head in ("refusal", "harmful")]
     assert [(r.judge, r.labels, r.what) for r in rows] == [
         ("keyword-refusal", "xstest", "refusal"), ("keyword-refusal", "xstest", "harmful"),
+        *[("keyword-refusal", "xstest", what) for what in cut],
         ("embedded-truth", "truthfulqa-truth", "truth"), ("embedded-truth", "truthfulqa-info", "info")]
     assert all(0 <= r.value <= 1 and r.ci95[0] <= r.value <= r.ci95[1] and r.n > 0 for r in rows)
     assert skipped == []

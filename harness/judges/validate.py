@@ -30,6 +30,8 @@ from harness.stats import cohens_kappa, mean_metric
 HELDOUT_FRACTION = 0.3
 # Demo-preset generations are ~40 tokens; validation also reports the judge on responses cut to this length.
 SHORT_RESPONSE_CHARS = 200
+# Every safety validation result: the judge on whole responses and on responses cut to these lengths.
+VARIANTS: tuple[tuple[str, int | None], ...] = (("full", None), ("short", SHORT_RESPONSE_CHARS), ("short100", 100))
 
 AGAINST = ("xstest", "refusal-direction-llamaguard")
 _XSTEST_MODELS = ("gpt4", "llama2new", "llama2orig", "mistralguard", "mistralinstruct")
@@ -166,7 +168,7 @@ def validate(judge_name: str, against: str = "xstest", data_dir: Path | str | No
     benchmark's `validate_judge`. Otherwise a refusal/harmfulness
     judge: refusal is checked on every row; harmfulness on unsafe-prompt rows (excluding partial refusals,
     whose harmfulness the labels leave open). Everything is reported on full responses and again on
-    responses cut to SHORT_RESPONSE_CHARS, the length demo runs produce. Verdicts a judge could not parse
+    responses cut to 200 and 100 characters (VARIANTS), the lengths demo runs produce. Verdicts a judge could not parse
     are counted (`unparsed`) and left out of the agreement, never guessed.
     """
     from harness.judges.build import judges_filling, make_judge
@@ -193,7 +195,7 @@ def validate(judge_name: str, against: str = "xstest", data_dir: Path | str | No
                     "labels": "human" if against == "xstest" else "machine (substring matching; LlamaGuard2)",
                     "n_rows": int(len(rows)), "n_prompts": int(rows["prompt_id"].nunique()), "limit": limit}
     harmful_rows = (rows["unsafe"] & ~rows["partial"] & rows["harmful"].notna()).to_numpy()
-    for variant, cut in (("full", None), ("short", SHORT_RESPONSE_CHARS)):
+    for variant, cut in VARIANTS:
         responses = [r if cut is None else r.strip()[:cut] for r in rows["response"].astype(str)]
         verdicts = judge.judge_safety(prompts, responses)
         parsed = np.array([v is not None for v in verdicts])
@@ -246,8 +248,10 @@ def format_report(result: dict) -> str:
     lines = [f"judge {result['judge']} (version {result['judge_version']}) against {result['against']} "
              f"held-out split: {result['n_rows']} responses to {result['n_prompts']} prompts, "
              f"{result['labels']} labels"]
-    for variant in ("full", "short"):
-        label = "full responses" if variant == "full" else f"responses cut to {SHORT_RESPONSE_CHARS} chars"
+    for variant, cut in VARIANTS:
+        if variant not in result:  # a result saved before the 100-character variant existed
+            continue
+        label = "full responses" if cut is None else f"responses cut to {cut} chars"
         for head in ("refusal", "harmful"):
             stats = result[variant][head]
             accuracy = stats["accuracy"]

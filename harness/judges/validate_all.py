@@ -40,9 +40,12 @@ def agreements(result: dict[str, Any]) -> list[Agreement]:
     """The rows of one `validate` result (safety: each head on full responses; truth; pairwise overall)."""
     common = {"judge": result["judge"], "version": str(result.get("judge_version")), "labels": result["against"]}
     if "full" in result:
-        stats = [(head, result["full"][head], result["full"][head]["accuracy"]) for head in ("refusal", "harmful")]
-        return [Agreement(**common, what=head, value=acc["value"], ci95=tuple(acc["ci95"]), kappa=s["kappa"],
-                          n=s["n"], unparsed=s["unparsed"]) for head, s, acc in stats]
+        from harness.judges.validate import VARIANTS
+
+        stats = [(head + ("" if cut is None else f", cut to {cut} chars"), result[variant][head])
+                 for variant, cut in VARIANTS if variant in result for head in ("refusal", "harmful")]
+        return [Agreement(**common, what=what, value=s["accuracy"]["value"], ci95=tuple(s["accuracy"]["ci95"]),
+                          kappa=s["kappa"], n=s["n"], unparsed=s["unparsed"]) for what, s in stats]
     if "overall" in result:
         overall = result["overall"]
         agreement = overall["agreement"]
