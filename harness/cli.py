@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="print the full result as JSON")
     validate.add_argument("--quiet", action="store_true")
     validate.add_argument("--record", action="store_true",
-                          help="write the judge's validation record (harness/judges/validation/JUDGE.json): a "
+                          help="write the judge's validation record (harness/judges/validation/JUDGE.json; for a judge "
+                          "built on first use, beside its weights in the cache): a "
                           "safety judge's per-head sensitivity/specificity (--against xstest), which corrected "
                           "rates rest on, or a pairwise judge's agreement (--against llmbar-natural), which decides "
                           "whether its win rates are headline numbers")
@@ -379,10 +380,14 @@ def command_judge(args: argparse.Namespace) -> int:
     if args.record:
         from harness.judges.bar import write_pairwise_record
         from harness.judges.validate import head_validations
-        from harness.prevalence import write_validation
+        from harness.prevalence import built_validation_path, write_validation
 
+        # A judge built on first use keeps its record beside its weights in the cache, not in the package.
+        built = getattr(registry.get("judges", args.judge), "built_on_first_use", False)
         written = (write_pairwise_record(result) if "overall" in result
-                   else write_validation(args.judge, head_validations(result)))
+                   else write_validation(args.judge, head_validations(result),
+                                         built_validation_path(args.judge, str(result["judge_version"]))
+                                         if built else None))
         print(f"wrote {written}")
     return 0
 

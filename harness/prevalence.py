@@ -102,29 +102,48 @@ def corrected_rate(positives: int, n: int, head: HeadValidation, seed: int = 0,
 
 
 def validation_path(judge: str) -> Path:
+    """A shipped judge's record (its weights are in the package, so is the record)."""
     return VALIDATION_DIR / f"{judge}.json"
 
 
+def built_validation_path(judge: str, version: str) -> Path:
+    """The record of a judge built on first use (embedded-safety-ce), next to its weights in the cache."""
+    from harness.store import cache_root
+
+    return cache_root() / "judges" / "validation" / f"{judge}-{version}.json"
+
+
 def load_validation(judge: str, version: str | None) -> dict[str, HeadValidation]:
-    """head -> its validation, for a judge whose shipped record matches `version` (another version of the
-    judge, or no record, gives none: a correction never rests on someone else's error rates)."""
-    path = validation_path(judge)
+    """head -> its validation, for a judge whose shipped or built record matches `version` (another version of
+    the judge, or no record, gives none: a correction never rests on someone else's error rates)."""
+    paths = [validation_path(judge)] + ([built_validation_path(judge, version)] if version else [])
+    for path in paths:
+        heads = {name: head for name, head in read_validation(path).items() if head.version == version}
+        if heads:
+            return heads
+    return {}
+
+
+def read_validation(path: Path) -> dict[str, HeadValidation]:
     if not path.is_file():
         return {}
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        heads = {name: HeadValidation.from_dict(data) for name, data in record["heads"].items()}
+        return {name: HeadValidation.from_dict(data) for name, data in record["heads"].items()}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
-    return {name: head for name, head in heads.items() if head.version == version}
 
 
-def write_validation(judge: str, heads: list[HeadValidation]) -> Path:
-    """The judge's validation record (written by `harness judge validate --record`)."""
+def write_validation(judge: str, heads: list[HeadValidation], path: Path | None = None,
+                     agreement: dict | None = None) -> Path:
+    """The judge's validation record (written by `harness judge validate --record`, or by a judge's build);
+    `agreement`: the validation's kappas and accuracies, kept beside the counts."""
     from harness.fileio import write_json_atomic
 
-    path = validation_path(judge)
+    path = path or validation_path(judge)
     record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"judge": judge}
     record["heads"] = {h.head: h.to_dict() for h in heads}
+    if agreement is not None:
+        record["agreement"] = agreement
     write_json_atomic(path, record)
     return path

@@ -31,13 +31,10 @@ from harness.judges.validate import (  # noqa: E402
     HELDOUT_FRACTION,
     SHORT_RESPONSE_CHARS,
     SPLIT_SEED,
-    load_refusal_direction,
-    load_xstest,
     resolve_data_dir,
 )
+from harness.judges.training_rows import MACHINE_LABEL_WEIGHT, training_rows  # noqa: E402
 
-# Human XSTest labels count fully; machine labels (substring matching, LlamaGuard2) are noisier.
-MACHINE_LABEL_WEIGHT = 0.5
 # Every training response is also used cut to SHORT_RESPONSE_CHARS (the demo preset generates ~40 tokens);
 # these copies count at this weight.
 SHORT_COPY_WEIGHT = 0.5
@@ -55,17 +52,6 @@ class TrainingSet:
     harmful: np.ndarray
     weight: np.ndarray
     counts: dict
-
-
-def training_rows(data_dir: Path | None) -> pd.DataFrame:
-    """Training split of both sources, with per-row sample weights."""
-    xstest = load_xstest(data_dir)
-    runs = load_refusal_direction(data_dir)
-    rows = pd.concat([xstest[~xstest["heldout"]], runs[~runs["heldout"]]], ignore_index=True)
-    rows["weight"] = np.where(rows["human"], 1.0, MACHINE_LABEL_WEIGHT)
-    # A partial refusal to an unsafe prompt mixes refusing and complying: too ambiguous to teach harmfulness.
-    rows.loc[rows["partial"] & rows["unsafe"], "harmful"] = np.nan
-    return rows
 
 
 def build_training_set(rows: pd.DataFrame) -> TrainingSet:

@@ -1,8 +1,10 @@
 """Bad input to every subcommand, table-driven: each row is refused with exit status 2 and exactly one line
 `harness: error: ...` on stderr, no traceback, and no earlier output damaged.
 
-Every case runs `python -m harness.cli` in a subprocess (cwd = the case's tmp_path), so plugins that register
-names or call sys.exit at import never leak into the test process. Before each case a sentinel earlier output
+Every case runs the harness command line in its own process (cwd = the case's tmp_path), so plugins that register
+names or call sys.exit at import never leak into the test process or into another case. The processes are forked
+from one server that imported the harness once (tests/cli_fork_server.py); a fresh interpreter per case spent
+most of its seconds importing torch and transformers. Before each case a sentinel earlier output
 (a small finished run directory) is written next to whatever the case's setup creates; afterwards every file
 that existed before must still hold the same bytes.
 
@@ -21,7 +23,6 @@ import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -641,14 +642,22 @@ def template(tmp_path_factory) -> Path:
     return template_run(tmp_path_factory.mktemp("template"))
 
 
-WORKERS = 3  # cases run as subprocesses, a few at a time (each mostly waits on Python's imports)
+WORKERS = 2  # cases run two at a time (the machine's cores), each in its own process forked from one server
+FORK_SERVER = Path(__file__).resolve().parent / "cli_fork_server.py"
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
 
 
 @dataclass
 class Outcome:
     tmp: Path
     before: dict[str, bytes]
-    result: subprocess.CompletedProcess
+    result: Result
 
 
 def prepare(case: Case, template: Path, tmp: Path) -> dict[str, bytes]:
@@ -659,30 +668,43 @@ def prepare(case: Case, template: Path, tmp: Path) -> dict[str, bytes]:
     return snapshot(tmp)
 
 
-def run_case(case: Case, tmp: Path) -> subprocess.CompletedProcess:
+def case_environment(tmp: Path) -> dict[str, str]:
     env = {**os.environ, "HARNESS_DATA_DIR": str(DATA_DIR), "HARNESS_CACHE_DIR": str(tmp / "cache"),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     env.pop("OPENAI_API_KEY", None)
-    try:
-        return subprocess.run([sys.executable, "-m", "harness.cli", *case.argv], cwd=tmp, env=env,
-                              capture_output=True, timeout=300)
-    finally:
-        for path in tmp.rglob("*"):  # undo chmod 0o500 so the directory can be cleaned up
+    return env
+
+
+def run_cases(prepared: list[tuple[Case, Path]], work: Path) -> list[Result]:
+    """Each case's `harness` command line in its own process (tests/cli_fork_server.py: what `python -m
+    harness.cli ARGV` does, without importing torch and transformers 186 times)."""
+    jobs = [{"argv": case.argv, "cwd": str(tmp), "env": case_environment(tmp), "timeout_s": 300,
+             "stdout": str(work / f"{case.id}.out"), "stderr": str(work / f"{case.id}.err")}
+            for case, tmp in prepared]
+    (work / "jobs.json").write_text(json.dumps(jobs))
+    server = subprocess.run([sys.executable, str(FORK_SERVER), str(work / "jobs.json"), str(work / "results.json"),
+                             str(WORKERS)], env=case_environment(work), cwd=work, capture_output=True, text=True)
+    assert server.returncode == 0, server.stderr[-3000:]
+    codes = json.loads((work / "results.json").read_text())
+    for _case, tmp in prepared:  # undo chmod 0o500 so the directories can be cleaned up
+        for path in tmp.rglob("*"):
             if path.is_dir() and not os.access(path, os.W_OK):
                 path.chmod(0o700)
+    return [Result(code, Path(job["stdout"]).read_bytes(), Path(job["stderr"]).read_bytes())
+            for code, job in zip(codes, jobs)]
 
 
 @pytest.fixture(scope="module")
 def outcomes(template: Path, tmp_path_factory) -> dict[str, Outcome]:
     """Every runnable case, prepared one by one, then run WORKERS at a time."""
     runnable = [case for case in CASES if not (case.needs_non_root and IS_ROOT)]
-    prepared = []
+    prepared, before = [], []
     for case in runnable:
         tmp = tmp_path_factory.mktemp(case.id)
-        prepared.append((case, tmp, prepare(case, template, tmp)))
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        results = list(pool.map(lambda entry: run_case(entry[0], entry[1]), prepared))
-    return {case.id: Outcome(tmp, before, result) for (case, tmp, before), result in zip(prepared, results)}
+        before.append(prepare(case, template, tmp))
+        prepared.append((case, tmp))
+    results = run_cases(prepared, tmp_path_factory.mktemp("fork-server"))
+    return {case.id: Outcome(tmp, snap, result) for (case, tmp), snap, result in zip(prepared, before, results)}
 
 
 @pytest.mark.parametrize("case", params())
