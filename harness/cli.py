@@ -382,7 +382,7 @@ def command_judge(args: argparse.Namespace) -> int:
         from harness.judges.validate import head_validations
         from harness.prevalence import built_validation_path, write_validation
 
-        # A judge built on first use keeps its record beside its weights in the cache, not in the package.
+        # A judge built on first use keeps its record in the results cache, as its weights, not in the package.
         built = getattr(registry.get("judges", args.judge), "built_on_first_use", False)
         written = (write_pairwise_record(result) if "overall" in result
                    else write_validation(args.judge, head_validations(result),

@@ -107,7 +107,7 @@ def validation_path(judge: str) -> Path:
 
 
 def built_validation_path(judge: str, version: str) -> Path:
-    """The record of a judge built on first use (embedded-safety-ce), next to its weights in the cache."""
+    """The record of a judge built on first use (embedded-safety-ce): in the results cache, as its weights are."""
     from harness.store import cache_root
 
     return cache_root() / "judges" / "validation" / f"{judge}-{version}.json"

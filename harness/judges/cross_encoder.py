@@ -158,7 +158,7 @@ class CrossEncoderSafetyJudge:
 
     name = "embedded-safety-ce"
     roles = ("safety",)
-    built_on_first_use = True  # its validation record lives beside the weights in the cache
+    built_on_first_use = True  # so its validation record lives in the results cache, as its weights do
     options_class = CrossEncoderSafetyOptions
 
     def __init__(self, weights_path: Path | str | None = None, threshold: float = 0.5, batch_size: int = 32):
