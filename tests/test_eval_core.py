@@ -11,7 +11,7 @@ from harness.eval.options import SafetyOptions
 from harness.errors import HarnessError
 from harness.eval.loop import EvalContext, evaluate, run_samples
 from harness.eval.metrics import MetricSpec, compute_metrics, spec_for
-from harness.eval.requests import Choices, Outputs, Requests
+from harness.eval.requests import Choices, Requests
 from harness.judges.build import judge_names
 from harness.judges.roles import JudgeFailure, JudgeRequest, check_fills
 from harness.judges.safety import SafetyVerdict

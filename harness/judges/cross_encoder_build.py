@@ -111,7 +111,7 @@ def train(data_dir: Path | None, out: Path) -> dict[str, Any]:
                     loss.backward()
                     optimiser.step()
                     schedule.step()
-                    losses.append(float(loss))
+                    losses.append(float(loss.detach()))
                     bar.update(1)
         meta = {
             **settings(),
