@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 
 from harness import progress
 from harness.errors import HarnessError
-from harness.hashing import hash_json
+from harness.hashing import hash_file, hash_json
 from harness.judges import cross_encoder
 from harness.judges.label_data import SPLIT_SEED, resolve_data_dir
 
@@ -155,8 +156,9 @@ def build(data_dir: Path | None = None, out: Path | None = None) -> Path:
         raise HarnessError(f"embedded-safety-ce is trained on first use from the data mirror's labels, and {exc}; "
                            "or pass --judge-option weights_path=FILE (a file scripts/train_safety_cross_encoder.py "
                            "wrote)") from None
-    progress.say(f"embedded-safety-ce: training its adapters once from the mirror's labels and validating them on "
-                 f"the held-out split (about {MINUTES} minutes on 2 CPU cores); kept in {out.parent}")
+    if not progress.is_quiet():  # on stderr: stdout may be a command's JSON
+        print(f"embedded-safety-ce: training its adapters once from the mirror's labels and validating them on the "
+              f"held-out split (about {MINUTES} minutes on 2 CPU cores); kept in {out.parent}", file=sys.stderr)
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
     try:
         train(data_dir, partial)
@@ -170,7 +172,6 @@ def build(data_dir: Path | None = None, out: Path | None = None) -> Path:
 def cached_weights(data_dir: Path | None = None) -> Path:
     """The cached weights, trained (and validated) first if this cache has none; a build killed after training
     but before its validation record was written resumes at the validation."""
-    from harness.hashing import hash_file
     from harness.prevalence import built_validation_path
 
     path = cached_weights_path()
