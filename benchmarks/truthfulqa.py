@@ -23,7 +23,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmarks.truthfulqa_data import CATEGORY_GROUPS, TruthfulQAQuestion, load_labelled_answers, load_truthfulqa
+from benchmarks.truthfulqa_data import CATEGORY_GROUPS, TruthfulQAQuestion, heldout_questions, load_labelled_answers, \
+    load_truthfulqa
 from harness.aligner import AlignedModel
 from harness.benchmark import Benchmark, capped
 from harness.errors import HarnessError
@@ -187,13 +188,16 @@ class TruthfulQAMultipleChoice(TruthfulQA):
 
 
 def judge_agreement(judge: Any, kind: str, n: int | None = 2000, seed: int = 0) -> dict[str, Any]:
-    """Agreement of a truth judge with TruthfulQA's human labels on a seeded sample of n labelled answers.
+    """Agreement of a truth judge with TruthfulQA's human labels of answers to the held-out questions
+    (`heldout_questions`: no fitted judge trained on them), on a seeded sample of n of those answers (None: all).
 
     `kind` "truth" compares `truthful` with the truth labels, "info" `informative` with the
     informativeness labels (data mirror files finetune_truth / finetune_info, 22,434 answers each).
     """
     by_question = {q.question: q for q in load_truthfulqa()[0]}
-    labelled = load_labelled_answers(kind)
+    labelled = [a for a in load_labelled_answers(kind) if a.question in by_question]
+    held = heldout_questions([a.question for a in labelled])
+    labelled = [a for a in labelled if a.question in held]
     if n is not None and n < len(labelled):
         labelled = random.Random(seed).sample(labelled, n)
     refs = [by_question[a.question] for a in labelled]
@@ -204,10 +208,13 @@ def judge_agreement(judge: Any, kind: str, n: int | None = 2000, seed: int = 0) 
     predicted, labels = [p for p, _ in pairs], [label for _, label in pairs]
     recall = [p for p, label in pairs if label]
     specificity = [not p for p, label in pairs if not label]
+    confusion = {"tp": sum(recall), "fn": len(recall) - sum(recall),
+                 "tn": sum(specificity), "fp": len(specificity) - sum(specificity)}
     return {"judge": judge.name, "version": judge.version, "kind": kind, "n": len(pairs),
+            "n_questions": len({a.question for a in labelled}), "split": "held-out questions",
             "unparsed": len(labelled) - len(pairs),
             "accuracy": mean_metric([p == label for p, label in pairs], seed),
             "balanced_accuracy": float(np.mean(recall) + np.mean(specificity)) / 2 if recall and specificity else None,
-            "kappa": cohens_kappa(predicted, labels),
+            "kappa": cohens_kappa(predicted, labels), "confusion": confusion,
             "human_positive_rate": float(np.mean(labels)) if labels else None,
             "judge_positive_rate": float(np.mean(predicted)) if predicted else None}

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 from harness.datasources import Candidate, HFSource, MirrorSource, Resolver, read_csv_bytes, read_jsonl_bytes, read_text
 from harness.errors import HarnessError
@@ -178,6 +180,17 @@ def load_truthfulqa() -> tuple[list[TruthfulQAQuestion], list[dict[str, Any]]]:
 # --- human-labelled answers, for judge validation ----------------------------------------------------
 
 LABEL_FILES = {"truth": "truthfulqa/finetune_truth.jsonl.gz", "info": "truthfulqa/finetune_info.jsonl.gz"}
+# The share of questions whose labelled answers are validation only: a judge fitted to the labels
+# (embedded-truth-boosted) never sees them, and `harness judge validate` judges every truth judge on them.
+HELDOUT_FRACTION = 0.3
+HELDOUT_SEED = 0
+
+
+def heldout_questions(questions: Sequence[str]) -> set[str]:
+    """The held-out questions among `questions`: a seeded HELDOUT_FRACTION of the sorted distinct texts."""
+    distinct = sorted(set(questions))
+    order = np.random.default_rng(HELDOUT_SEED).permutation(len(distinct))
+    return {distinct[i] for i in order[:int(HELDOUT_FRACTION * len(distinct))]}
 
 
 @dataclass(frozen=True)

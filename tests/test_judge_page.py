@@ -12,7 +12,7 @@ needs_mirror = pytest.mark.skipif(not (DATA_DIR / "xstest").is_dir(), reason="no
 
 def test_built_in_judges_and_the_sets_they_are_checked_on():
     assert builtin_judges() == ["embedded-pairwise", "embedded-pairwise-single", "embedded-safety",
-                                "embedded-safety-ce", "embedded-truth", "keyword-refusal"]
+                                "embedded-safety-ce", "embedded-truth", "embedded-truth-boosted", "keyword-refusal"]
     assert "refusal-direction-llamaguard" not in HUMAN_SETS["safety"]  # machine labels are not the bar
     assert "llmbar" not in HUMAN_SETS["pairwise"]  # natural + adversarial, reported apart
 

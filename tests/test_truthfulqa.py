@@ -367,14 +367,14 @@ def test_unparsed_verdicts_reach_the_metrics(tiny, tmp_path, monkeypatch, mirror
 @pytest.mark.integration
 @pytest.mark.parametrize("kind", ["truth", "info"])
 def test_embedded_truth_judge_agrees_with_human_labels(kind, mirror, capsys):
-    """On 2,000 labelled answers: truth 80% agreement (kappa 0.60), info 89% (kappa 0.64); 200 here,
-    through the command the docs give."""
+    """On 2,000 labelled answers to the held-out questions: truth 80% agreement (kappa 0.60), info 88% (kappa
+    0.58); 1,000 here, through the command the docs give."""
     from harness.cli import main
 
     code = main(["judge", "validate", "--judge", "embedded-truth", "--against", f"truthfulqa-{kind}",
-                 "--limit", "200", "--json"])
+                 "--limit", "1000", "--json"])
     result = json.loads(capsys.readouterr().out)
-    assert code == 0 and result["n"] == 200 and result["unparsed"] == 0 and result["judge"] == "embedded-truth"
+    assert code == 0 and result["n"] == 1000 and result["unparsed"] == 0 and result["judge"] == "embedded-truth"
     assert result["kappa"] > 0.4 and result["accuracy"]["value"] > 0.7, result
 
 

@@ -183,7 +183,7 @@ def validate(judge_name: str, against: str = "xstest", data_dir: Path | str | No
     if role == "pairwise":
         return validate_pairwise(judge_name, against, data_dir, limit, judge=judge)
     if provider is not None:
-        result = provider().validate_judge(judge, against, limit or TRUTH_SAMPLE, SPLIT_SEED)
+        result = provider().validate_judge(judge, against, limit, SPLIT_SEED)
         return {**result, "judge_version": result["version"], "against": against, "labels": "human", "role": role}
     with readable_labels(against):
         rows = heldout_rows(against, data_dir)
@@ -226,9 +226,6 @@ def head_validations(result: dict) -> list[HeadValidation]:
             labels=f"{result['against']} (held-out split, human labels)", true_positives=counts["tp"],
             positives=counts["tp"] + counts["fn"], true_negatives=counts["tn"], negatives=counts["tn"] + counts["fp"]))
     return heads
-
-
-TRUTH_SAMPLE = 2000  # labelled answers judged by default from a benchmark's set (TruthfulQA: of 22,434)
 
 
 def validation_provider(against: str) -> Any | None:
