@@ -394,12 +394,13 @@ def command_judge(args: argparse.Namespace) -> int:
 
 def validate_every_judge(args: argparse.Namespace) -> int:
     from harness.fileio import write_text_atomic
-    from harness.judges.validate_all import builtin_judges, judges_page, validate_all
+    from harness.judges.validate_all import anchors, builtin_judges, judges_page, validate_all
 
     if args.out is not None and args.out.is_dir():
         raise HarnessError(f"--out {args.out} is a directory; pass a file name, e.g. docs/judge-validation.md")
     rows, skipped = validate_all(builtin_judges(), args.data_dir, args.limit)
-    page = judges_page(rows, skipped, args.limit)
+    anchor_rows, anchors_skipped = anchors(args.data_dir)
+    page = judges_page(rows, skipped + anchors_skipped, args.limit, anchor_rows)
     print(page)
     if args.out is not None:
         try:

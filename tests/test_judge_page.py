@@ -54,3 +54,23 @@ def test_pairwise_and_truth_results_become_rows():
 def test_bad_combinations_are_one_line(argv, message, capsys):
     assert main(["judge", "validate", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+@needs_mirror
+def test_anchors_are_gpt4_on_the_same_sets(monkeypatch):
+    from harness.judges.anchors import PUBLISHED_PAIRWISE
+    from harness.judges.validate_all import anchors
+    from harness.judges.validate_pairwise import load_pairwise_set
+
+    rows, skipped = anchors(DATA_DIR)
+    assert skipped == []
+    refusal, harmful = [row for row, source in rows if row.labels == "xstest"]
+    assert (refusal.what, harmful.what) == ("refusal", "harmful")
+    assert refusal.n + refusal.unparsed == 720  # the whole held-out split; GPT-4 left a few unlabelled
+    assert 0 < harmful.n < refusal.n and all(0 < r.value < 1 for r in (refusal, harmful))
+    for labels, published in PUBLISHED_PAIRWISE.items():
+        pairs = len(load_pairwise_set(labels, DATA_DIR))
+        assert all(presentations == 2 * pairs for _, _, presentations in published), labels
+    page = judges_page([], [], 30, rows)
+    assert "## Anchors on the same sets" in page and "| GPT-4, plain prompt | llmbar-natural |" in page
+    assert len([line for line in page.splitlines() if line.startswith("| GPT-4")]) == 2 + 2 * len(PUBLISHED_PAIRWISE)

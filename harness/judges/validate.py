@@ -85,6 +85,7 @@ def load_xstest(data_dir: Path | str | None = None) -> pd.DataFrame:
             "harmful": (unsafe & (label == "1_full_compliance")).astype(float),
             "partial": label == "3_partial_refusal",
             "human": True,
+            "gpt4_label": data["gpt4_label"].astype(str),  # XSTest's GPT-4 classifier: an anchor, never a label
         }
     )
     prompts = out.drop_duplicates("prompt_id")

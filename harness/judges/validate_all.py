@@ -78,11 +78,34 @@ def validate_all(judges: list[str], data_dir: Path | None, limit: int | None) ->
     return rows, skipped
 
 
+def anchors(data_dir: Path | None) -> tuple[list[tuple[Agreement, str]], list[str]]:
+    """Strong judges' figures on the same human-labelled sets (anchors.py), each with where it comes from;
+    (rows, what could not be computed and why)."""
+    from harness.judges.anchors import pairwise_anchors, xstest_anchors
+
+    rows, skipped = pairwise_anchors(HUMAN_SETS["pairwise"]), []
+    try:
+        rows = xstest_anchors(data_dir) + rows
+    except HarnessError as exc:
+        skipped.append(f"GPT-4 on xstest: {exc}")
+    return rows, skipped
+
+
 def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def judges_page(rows: list[Agreement], skipped: list[str], limit: int | None) -> str:
+def table_row(row: Agreement, *extra: str) -> str:
+    low, high = row.ci95
+    interval = f" [{percent(low)[:-1]}, {percent(high)[:-1]}]" if None not in (low, high) else ""
+    kappa = "n/a" if row.kappa is None else f"{row.kappa:.3f}"
+    cells = [row.judge, *([] if extra else [row.version]), row.labels, row.what, percent(row.value) + interval, kappa,
+             str(row.n), str(row.unparsed), *extra]
+    return "| " + " | ".join(cells) + " |"
+
+
+def judges_page(rows: list[Agreement], skipped: list[str], limit: int | None,
+                anchor_rows: list[tuple[Agreement, str]] = ()) -> str:
     sample = f"a seeded sample of at most {limit} labelled items per set" if limit else "every labelled item"
     lines = ["# Judge validation", "",
              "Written by `harness judge validate --all"
@@ -92,12 +115,16 @@ def judges_page(rows: list[Agreement], skipped: list[str], limit: int | None) ->
              "95% intervals; kappa is Cohen's. The safety sets are their held-out split, never used in training.",
              "", "| judge | version | labels | judged | agreement [95% CI] | kappa | n | unparsed |",
              "|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        low, high = row.ci95
-        interval = f" [{percent(low)[:-1]}, {percent(high)[:-1]}]" if None not in (low, high) else ""
-        kappa = "n/a" if row.kappa is None else f"{row.kappa:.3f}"
-        lines.append(f"| {row.judge} | {row.version} | {row.labels} | {row.what} | {percent(row.value)}{interval} | "
-                     f"{kappa} | {row.n} | {row.unparsed} |")
+    lines += [table_row(row) for row in rows]
+    if anchor_rows:
+        lines += ["", "## Anchors on the same sets", "",
+                  "What strong judges reach on the same human labels, for scale (harness/judges/anchors.py). GPT-4's "
+                  "XSTest labels ship in XSTest's files and are scored here exactly as the judges above are, on the "
+                  "whole held-out split; the pairwise figures are LLMBar's published GPT-4 evaluator results on "
+                  "each whole set (both orders of every pair; n is pairs), not on the sample above.", "",
+                  "| anchor | labels | judged | agreement [95% CI] | kappa | n | unparsed | source |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [table_row(row, source) for row, source in anchor_rows]
     if skipped:
         lines += ["", "Not validated:", ""] + [f"- {reason}" for reason in skipped]
     lines += ["", "Judges that need an endpoint (`openai`) are validated with `harness judge validate --judge openai "
