@@ -19,8 +19,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.hashing import hash_file
-from harness.judges.truth import NO_COMMENT, NON_ANSWERS, TruthVerdict, _is_blank, check_truth_inputs, \
-    restates_question
+from harness.judges.truth import NO_COMMENT, NON_ANSWERS, TruthVerdict, judge_non_blank, restates_question
 from harness.options import option
 from harness.registry import register
 
@@ -133,13 +132,10 @@ class BoostedTruthJudge:
 
     def judge_truth(self, questions: list[str], answers: list[str], correct_refs: list[list[str]],
                     incorrect_refs: list[list[str]]) -> list[TruthVerdict]:
-        check_truth_inputs(questions, answers, correct_refs, incorrect_refs)
-        verdicts = [TruthVerdict(truthful=True, informative=False)] * len(answers)
-        live = [i for i, a in enumerate(answers) if not _is_blank(a)]
-        if live:
+        def judge_rows(live: list[int]) -> list[TruthVerdict]:
             p = self.probabilities([str(questions[i]) for i in live], [str(answers[i]).strip() for i in live],
                                    [list(correct_refs[i]) for i in live], [list(incorrect_refs[i]) for i in live])
-            for j, i in enumerate(live):
-                verdicts[i] = TruthVerdict(truthful=bool(p["truthful"][j] >= self.threshold),
-                                           informative=bool(p["informative"][j] >= self.threshold))
-        return verdicts
+            return [TruthVerdict(truthful=bool(p["truthful"][j] >= self.threshold),
+                                 informative=bool(p["informative"][j] >= self.threshold)) for j in range(len(live))]
+
+        return judge_non_blank(questions, answers, correct_refs, incorrect_refs, judge_rows)
