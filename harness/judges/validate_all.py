@@ -112,7 +112,8 @@ def judges_page(rows: list[Agreement], skipped: list[str], limit: int | None,
              + (f" --limit {limit}" if limit else "") + "` (do not edit by hand): every built-in judge against "
              "every human-labelled set of the roles it fills, " + sample + ". Agreement is accuracy against the "
              "human labels (pairwise: credit per presentation, each pair shown in both orders, a tie half); "
-             "95% intervals; kappa is Cohen's. The safety sets are their held-out split, never used in training.",
+             "95% intervals; kappa is Cohen's. The safety sets are their held-out split and the TruthfulQA sets the "
+             "answers to its held-out questions, never used in training.",
              "", "| judge | version | labels | judged | agreement [95% CI] | kappa | n | unparsed |",
              "|---|---|---|---|---|---|---|---|"]
     lines += [table_row(row) for row in rows]
