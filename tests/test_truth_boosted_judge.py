@@ -30,7 +30,7 @@ needs_mirror = pytest.mark.skipif(not (DATA_DIR / "truthfulqa").is_dir(), reason
 
 @pytest.fixture(scope="module")
 def judge():
-    """The judge as a user gets it: fitted on first use into the results cache (about 4 minutes here, once per
+    """The judge as a user gets it: fitted on first use into the results cache (about 2 minutes here, once per
     cache), then validated on the held-out questions."""
     if not (DATA_DIR / "truthfulqa").is_dir():
         pytest.skip("no data mirror (HARNESS_DATA_DIR): the judge is fitted from it on first use")
